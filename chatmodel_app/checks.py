@@ -1,0 +1,56 @@
+"""System checks, registered in ``AppConfig.ready()``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs) -> list:
+    """Validate the CHATMODEL_* settings' types and ranges."""
+    errors = []
+    for name in ("CHATMODEL_TIMEOUT", "CHATMODEL_RUN_LEASE_SECONDS"):
+        value = getattr(settings, name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(Error(f"{name} must be a positive number; got {value!r}.", id="chatmodel_app.E001"))
+    timeout = getattr(settings, "CHATMODEL_TIMEOUT", DEFAULTS["CHATMODEL_TIMEOUT"])
+    lease = getattr(settings, "CHATMODEL_RUN_LEASE_SECONDS", DEFAULTS["CHATMODEL_RUN_LEASE_SECONDS"])
+    if not errors and lease <= timeout:
+        errors.append(
+            Error(
+                f"CHATMODEL_RUN_LEASE_SECONDS ({lease}) must be longer than CHATMODEL_TIMEOUT ({timeout}), "
+                "or a slow model call would lose its session to another run.",
+                id="chatmodel_app.E002",
+            )
+        )
+    allowed = getattr(settings, "CHATMODEL_ALLOWED_PARAMS", DEFAULTS["CHATMODEL_ALLOWED_PARAMS"])
+    forbidden = {"model", "api_base", "base_url", "api_key", "custom_llm_provider", "extra_headers", "api_version"}
+    if set(allowed) & forbidden:
+        errors.append(
+            Error(
+                "CHATMODEL_ALLOWED_PARAMS must not let callers choose provider settings: "
+                f"remove {', '.join(sorted(set(allowed) & forbidden))}.",
+                id="chatmodel_app.E003",
+            )
+        )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_channel_layer(app_configs=None, **kwargs) -> list:
+    """Warn when the in-memory channel layer would be used in production."""
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    backend = layers.get("default", {}).get("BACKEND", "")
+    if not settings.DEBUG and backend == "channels.layers.InMemoryChannelLayer":
+        return [
+            Warning(
+                "The in-memory channel layer is used with DEBUG=False: websockets on different workers will not "
+                "see each other's runs.",
+                hint="Set CHANNEL_LAYERS to channels_redis (REDIS_URL in the example project).",
+                id="chatmodel_app.W001",
+            )
+        ]
+    return []

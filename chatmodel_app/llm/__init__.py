@@ -1,0 +1,357 @@
+"""The LLM layer: the only code that talks to litellm (imported lazily by ``_litellm``).
+
+The rest of the app calls ``complete``/``acomplete`` for one reply, ``open_stream``/
+``aopen_stream`` plus ``StreamAssembler`` for a streamed one, ``count_tokens`` and
+``context_window``; failures come out as ``LLMError`` with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._litellm import get_litellm, is_loaded, offline_handler
+from .offline import PROVIDER as OFFLINE_PROVIDER
+from .offline import estimate_tokens
+
+__all__ = [
+    "Completion",
+    "LLMError",
+    "StreamAssembler",
+    "acomplete",
+    "aopen_stream",
+    "complete",
+    "context_window",
+    "count_tokens",
+    "is_loaded",
+    "is_offline",
+    "map_exception",
+    "open_stream",
+]
+
+
+@dataclass
+class Completion:
+    """One reply, whether it came whole or was assembled from a stream."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, str] | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    cost: float | None = None
+    model: str | None = None
+    api_response: Any = None
+    # False when a stream ended before the provider said it was done.
+    complete: bool = True
+
+
+@dataclass
+class LLMError(Exception):
+    """A failed model call, with a stable ``code`` and a message a person can act on."""
+
+    code: str
+    message: str
+    status_code: int | None = None
+    retryable: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def is_offline(model: str) -> bool:
+    """Whether ``model`` is served by the offline demo provider."""
+    return model.split("/", 1)[0] == OFFLINE_PROVIDER
+
+
+_OFFLINE_CONTEXT_WINDOW = 32768
+
+
+def context_window(model: str, default: int) -> int:
+    """The model's max input tokens as LiteLLM knows it, else ``default``."""
+    if is_offline(model):
+        return _OFFLINE_CONTEXT_WINDOW
+    litellm = get_litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # litellm raises several unrelated types for unknown models
+        return default
+    return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
+
+
+def count_tokens(
+    model: str,
+    *,
+    text: str | None = None,
+    messages: Sequence[Mapping] | None = None,
+    tools: Sequence[Mapping] | None = None,
+) -> int:
+    """Tokens in a text, messages or tool schemas for ``model`` (an estimate for unknown models)."""
+    if text is None and messages is None and tools is None:
+        return 0
+    if is_offline(model):
+        total = estimate_tokens(text) if text is not None else 0
+        for message in messages or ():
+            total += 3 + estimate_tokens(json.dumps(message, default=str))
+        if tools:
+            total += estimate_tokens(json.dumps(list(tools)))
+        return total
+    litellm = get_litellm()
+    try:
+        if text is not None:
+            return int(litellm.token_counter(model=model, text=text))
+        count = 0
+        if messages:
+            count += int(litellm.token_counter(model=model, messages=list(messages)))
+        if tools:
+            count += int(litellm.token_counter(model=model, text=json.dumps(list(tools))))
+        return count
+    except Exception:  # a tokenizer we cannot load must not fail a run: estimate
+        payload = text if text is not None else json.dumps([*(messages or ()), *(tools or ())], default=str)
+        return estimate_tokens(payload)
+
+
+def _prepare(request: dict[str, Any]) -> dict[str, Any]:
+    request = dict(request)
+    if is_offline(request["model"]):
+        # The offline model has no server: these would only confuse litellm's custom-provider path.
+        request.pop("num_retries", None)
+        request.pop("stream_options", None)
+    else:
+        # Retries are litellm's (num_retries); the OpenAI SDK's own would multiply them.
+        request.setdefault("max_retries", 0)
+    return request
+
+
+def complete(request: dict[str, Any]) -> Completion:
+    """One model call; raises LLMError."""
+    litellm = get_litellm()
+    try:
+        response = litellm.completion(**_prepare(request))
+    except Exception as exc:
+        raise map_exception(exc) from exc
+    return _from_response(response, request["model"])
+
+
+async def acomplete(request: dict[str, Any]) -> Completion:
+    """One model call, natively async; raises LLMError."""
+    litellm = get_litellm()
+    try:
+        response = await litellm.acompletion(**_prepare(request))
+    except Exception as exc:
+        raise map_exception(exc) from exc
+    return _from_response(response, request["model"])
+
+
+def open_stream(request: dict[str, Any]) -> Any:
+    """Start a streamed call; iterate the result, feeding chunks to a StreamAssembler."""
+    litellm = get_litellm()
+    try:
+        return litellm.completion(**_prepare({**request, "stream": True}))
+    except Exception as exc:
+        raise map_exception(exc) from exc
+
+
+async def aopen_stream(request: dict[str, Any]) -> Any:
+    """Start a streamed call natively async; ``async for`` over the result."""
+    litellm = get_litellm()
+    try:
+        return await litellm.acompletion(**_prepare({**request, "stream": True}))
+    except Exception as exc:
+        raise map_exception(exc) from exc
+
+
+def set_offline_token_delay(seconds: float) -> None:
+    """Seconds between the offline model's streamed words."""
+    offline_handler().token_delay = seconds
+
+
+class StreamAssembler:
+    """Collects a stream's chunks: gives each chunk's deltas, then the whole reply."""
+
+    def __init__(self, stream: Any, model: str) -> None:
+        self.stream = stream
+        self.model = model
+        self.chunks: list[Any] = []
+        self.text_parts: list[str] = []
+
+    def feed(self, chunk: Any) -> tuple[str, list[dict[str, Any]]]:
+        """Record a chunk; return its text delta and tool-call deltas."""
+        self.chunks.append(chunk)
+        choices = getattr(chunk, "choices", None) or ()
+        if not choices:
+            return "", []
+        delta = choices[0].delta
+        text = getattr(delta, "content", None) or ""
+        if text:
+            self.text_parts.append(text)
+        tool_deltas = []
+        for call in getattr(delta, "tool_calls", None) or ():
+            function = getattr(call, "function", None)
+            tool_deltas.append(
+                {
+                    "index": getattr(call, "index", 0) or 0,
+                    "id": getattr(call, "id", None),
+                    "name": getattr(function, "name", None),
+                    "arguments": getattr(function, "arguments", None) or "",
+                }
+            )
+        legacy = getattr(delta, "function_call", None)
+        if legacy is not None:
+            tool_deltas.append(
+                {
+                    "index": 0,
+                    "id": None,
+                    "name": getattr(legacy, "name", None),
+                    "arguments": getattr(legacy, "arguments", None) or "",
+                }
+            )
+        return text, tool_deltas
+
+    @property
+    def partial_text(self) -> str:
+        """The text streamed so far."""
+        return "".join(self.text_parts)
+
+    def finish(self) -> Completion:
+        """The assembled reply; ``complete`` is False when the provider never finished it."""
+        litellm = get_litellm()
+        # LiteLLM ends a cut stream with a finish_reason of "stop" of its own making; the
+        # finish reason the provider really sent is only on the stream wrapper.
+        received = getattr(self.stream, "received_finish_reason", "unknown")
+        if received is None:
+            received = getattr(self.stream, "intermittent_finish_reason", None)
+        if not self.chunks:
+            return Completion(content="", complete=False, model=self.model)
+        try:
+            built = litellm.stream_chunk_builder(self.chunks)
+        except Exception:  # a malformed stream: keep what text there was
+            return Completion(content=self.partial_text, complete=False, model=self.model)
+        completion = _from_response(built, self.model)
+        completion.complete = received is not None
+        return completion
+
+
+def _from_response(response: Any, model: str) -> Completion:
+    choice = response.choices[0] if getattr(response, "choices", None) else None
+    message = getattr(choice, "message", None)
+    tool_calls = None
+    raw_calls = getattr(message, "tool_calls", None)
+    if raw_calls:
+        tool_calls = [
+            {
+                "id": getattr(c, "id", None) or f"call_{i}",
+                "type": "function",
+                "function": {"name": c.function.name or "", "arguments": c.function.arguments or "{}"},
+            }
+            for i, c in enumerate(raw_calls)
+        ]
+    function_call = None
+    raw_fc = getattr(message, "function_call", None)
+    if raw_fc is not None and getattr(raw_fc, "name", None):
+        function_call = {"name": raw_fc.name, "arguments": raw_fc.arguments or "{}"}
+    usage = None
+    raw_usage = getattr(response, "usage", None)
+    if raw_usage is not None:
+        usage = {
+            "prompt_tokens": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
+            "completion_tokens": int(getattr(raw_usage, "completion_tokens", 0) or 0),
+            "total_tokens": int(getattr(raw_usage, "total_tokens", 0) or 0),
+        }
+    return Completion(
+        content=getattr(message, "content", None),
+        tool_calls=tool_calls,
+        function_call=function_call,
+        finish_reason=getattr(choice, "finish_reason", None),
+        usage=usage,
+        cost=_cost(response, model),
+        model=getattr(response, "model", None) or model,
+        api_response=response,
+    )
+
+
+def _cost(response: Any, model: str) -> float | None:
+    if is_offline(model):
+        return 0.0
+    litellm = get_litellm()
+    try:
+        return float(litellm.completion_cost(completion_response=response, model=model))
+    except Exception:  # no price known for this model
+        return None
+
+
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|(api[_-]?key['\"=:\s]+)[^\s'\",}]+", re.I)
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like a key from a provider's error text."""
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "***", text)
+
+
+def _provider_text(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = re.sub(r"^litellm\.\w+:\s*", "", str(text))
+    return scrub(text)[:2000]
+
+
+def map_exception(exc: BaseException) -> LLMError:
+    """Turn any exception from a model call into an LLMError, by class and status code."""
+    if isinstance(exc, LLMError):
+        return exc
+    litellm = get_litellm()
+    from litellm.exceptions import MidStreamFallbackError
+
+    if isinstance(exc, MidStreamFallbackError):
+        # LiteLLM's wrapper for a stream that broke after it began (cut connection, malformed chunk).
+        original = getattr(exc, "original_exception", None) or exc
+        detail = _provider_text(original)
+        if "json" in detail.lower() or "decode" in detail.lower():
+            return LLMError("malformed_response", f"The provider sent a malformed stream chunk ({detail})", 502)
+        return LLMError("stream_cut", f"The model's stream was cut before it finished ({detail})", 502, True)
+    detail = _provider_text(exc)
+    status = getattr(exc, "status_code", None)
+    # Order matters: subclasses before their bases.
+    table: list[tuple[type[BaseException], str, str, bool]] = [
+        (
+            litellm.ContextWindowExceededError,
+            "context_window_exceeded",
+            "The conversation is longer than the model's context window.",
+            False,
+        ),
+        (litellm.ContentPolicyViolationError, "content_policy", "The provider refused the content.", False),
+        (
+            litellm.AuthenticationError,
+            "authentication",
+            "The provider rejected the API key: set the provider's key in the server's environment.",
+            False,
+        ),
+        (litellm.PermissionDeniedError, "permission_denied", "The provider denied access to this model.", False),
+        (litellm.NotFoundError, "model_not_found", "The provider does not know this model.", False),
+        (litellm.RateLimitError, "rate_limit", "The provider's rate limit was hit; try again shortly.", True),
+        (litellm.Timeout, "timeout", "The model did not answer within the timeout.", True),
+        (litellm.BadRequestError, "bad_request", "The provider rejected the request.", False),
+        (litellm.ServiceUnavailableError, "provider_unavailable", "The provider is unavailable.", True),
+    ]
+    for cls, code, summary, retryable in table:
+        if isinstance(exc, cls):
+            return LLMError(code, f"{summary} ({type(exc).__name__}: {detail})", status, retryable)
+    lowered = detail.lower()
+    if (
+        "connection error" in lowered
+        or "connection refused" in lowered
+        or "connecterror" in lowered
+        or "connect call failed" in lowered
+        or (isinstance(exc, litellm.APIConnectionError) and "connect" in lowered)
+    ):
+        return LLMError("connection_error", f"Could not connect to the model's server ({detail})", status, True)
+    if isinstance(exc, litellm.InternalServerError | litellm.APIConnectionError | litellm.APIError):
+        if "remoteprotocolerror" in lowered or "stream ended" in lowered or "incomplete chunked" in lowered:
+            return LLMError("stream_cut", f"The model's stream was cut before it finished ({detail})", status, True)
+        return LLMError("provider_error", f"The provider failed ({type(exc).__name__}: {detail})", status, True)
+    if isinstance(exc, json.JSONDecodeError | ValueError) and "json" in lowered:
+        return LLMError("malformed_response", f"The provider sent a malformed response ({detail})", status, False)
+    return LLMError("unknown", f"The model call failed ({type(exc).__name__}: {detail})", status, False)

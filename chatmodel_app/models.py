@@ -1,0 +1,183 @@
+"""Chat models, their prompt versions, sessions, messages and runs."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ChatModel(models.Model):
+    """A named chat model: the key application code types, e.g. ``ChatModel("simple_assistant")``."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="The name application code uses.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "chat model"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Version(models.Model):
+    """One version of a chat model's system prompt and model settings."""
+
+    chat_model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(editable=False)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    system_prompt = models.TextField(blank=True)
+    model = models.CharField(max_length=200, help_text="A LiteLLM model string, e.g. 'gpt-4o-mini' or 'offline/demo'.")
+    params = models.JSONField(
+        default=dict, blank=True, help_text="Sampling parameters: temperature, max_tokens, top_p, ..."
+    )
+    tools = models.JSONField(default=list, blank=True, help_text="Function/tool JSON schemas offered on every run.")
+    memo = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    is_published = models.BooleanField(default=False)
+    ratio = models.FloatField(default=1.0, help_text="A/B weight among published versions.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="chatmodel_versions",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["chat_model", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["chat_model", "number"], name="chatmodel_version_number_uniq"),
+            models.CheckConstraint(condition=Q(ratio__gte=0), name="chatmodel_version_ratio_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["chat_model", "is_published"], name="chatmodel_version_pub_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_model.name} v{self.number}"
+
+
+class Session(models.Model):
+    """A conversation with one chat model, pinned to the version it started on."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    chat_model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="sessions")
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="chatmodel_sessions",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    is_playground = models.BooleanField(default=False, help_text="Started from the admin playground.")
+    # The next seq to hand out: appending is one conditional UPDATE, never a scan.
+    next_seq = models.PositiveIntegerField(default=1, editable=False)
+    # The active-run claim: set by a conditional UPDATE, so it holds across processes;
+    # a worker that dies frees the session when the lease runs out.
+    active_run_uuid = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest seq a failed run was given: re-adding those messages is the seed's retry, not new turns.
+    failed_run_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["chat_model", "-created_at"], name="chatmodel_session_cm_idx"),
+            models.Index(fields=["user", "-created_at"], name="chatmodel_session_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.uuid)
+
+
+class Run(models.Model):
+    """One call of the model on a session, whatever its outcome."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress", "in progress"
+        COMPLETED = "completed", "completed"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+        INCOMPLETE = "incomplete", "incomplete"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
+    model = models.CharField(max_length=200)
+    stream = models.BooleanField(default=False)
+    params = models.JSONField(default=dict, blank=True, help_text="Sampling parameters sent to the model.")
+    finish_reason = models.CharField(max_length=40, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    estimated_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True, help_text="USD, where LiteLLM knows the price.")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Which stored messages were sent: the window is contiguous, so its ends and size say it.
+    first_seq = models.PositiveIntegerField(null=True, blank=True)
+    last_seq = models.PositiveIntegerField(null=True, blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=40, blank=True, help_text="Error code, e.g. rate_limit, timeout.")
+    error_log = models.TextField(blank=True)
+    partial_content = models.TextField(blank=True, help_text="Text generated before a stream was cut or failed.")
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session", "-created_at"], name="chatmodel_run_session_idx"),
+            models.Index(fields=["status", "-created_at"], name="chatmodel_run_status_idx"),
+            models.Index(fields=["version", "-created_at"], name="chatmodel_run_version_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.uuid} ({self.status})"
+
+
+class Message(models.Model):
+    """One message of a session, in ``seq`` order."""
+
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+        FUNCTION = "function"
+        TOOL = "tool"
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # None (not "") for an assistant turn that is only a tool call, as providers expect.
+    content = models.TextField(null=True, blank=True)  # noqa: DJ001
+    name = models.CharField(max_length=128, blank=True)
+    function_call = models.JSONField(null=True, blank=True)
+    tool_calls = models.JSONField(null=True, blank=True)
+    tool_call_id = models.CharField(max_length=128, blank=True)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            # Also the index every history read walks, newest first.
+            models.UniqueConstraint(fields=["session", "seq"], name="chatmodel_message_seq_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.role}"

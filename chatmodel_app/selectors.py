@@ -1,0 +1,100 @@
+"""Reads: chat models, versions, sessions, configs and message pages."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from django.db.models import QuerySet
+
+from .exceptions import ChatModelNotFound, SessionNotFound, VersionNotFound
+from .llm.messages import to_log
+from .models import ChatModel, Message, Session, Version
+from .types import ChatModelConfig
+
+VersionSpec = str | int | None
+
+
+def chat_model_get(*, name: str) -> ChatModel:
+    """The chat model called ``name``, or ChatModelNotFound."""
+    try:
+        return ChatModel.objects.get(name=name)
+    except ChatModel.DoesNotExist:
+        raise ChatModelNotFound(f"No chat model is named {name!r}.") from None
+
+
+def version_resolve(*, chat_model: ChatModel, spec: VersionSpec = "deploy") -> Version:
+    """The version ``spec`` names: "deploy" (a published one, by A/B ratio), "latest", or a number."""
+    if spec is None or spec == "deploy":
+        published = list(Version.objects.filter(chat_model=chat_model, is_published=True).order_by("number"))
+        if not published:
+            raise VersionNotFound(
+                f"Chat model {chat_model.name!r} has no published version: publish one in the admin, "
+                "or ask for version='latest' or a version number."
+            )
+        weights = [max(v.ratio, 0.0) for v in published]
+        if not any(weights):
+            weights = [1.0] * len(published)
+        return random.choices(published, weights=weights, k=1)[0]
+    if spec == "latest":
+        version = Version.objects.filter(chat_model=chat_model).order_by("-number").first()
+        if version is None:
+            raise VersionNotFound(f"Chat model {chat_model.name!r} has no versions yet.")
+        return version
+    try:
+        number = int(spec)
+    except (TypeError, ValueError):
+        raise VersionNotFound(f"version must be 'deploy', 'latest' or a version number; got {spec!r}.") from None
+    try:
+        return Version.objects.get(chat_model=chat_model, number=number)
+    except Version.DoesNotExist:
+        raise VersionNotFound(f"Chat model {chat_model.name!r} has no version {number}.") from None
+
+
+def session_get(*, session_uuid: Any, chat_model: ChatModel | None = None) -> Session:
+    """The session with this uuid (of ``chat_model`` when given), or SessionNotFound."""
+    try:
+        session = Session.objects.select_related("chat_model", "version").get(uuid=session_uuid)
+    except (Session.DoesNotExist, ValueError, TypeError):
+        raise SessionNotFound(f"No session {session_uuid}.") from None
+    except Exception as exc:  # a malformed uuid string raises ValidationError
+        if exc.__class__.__name__ == "ValidationError":
+            raise SessionNotFound(f"{session_uuid!r} is not a session uuid.") from None
+        raise
+    if chat_model is not None and session.chat_model_id != chat_model.pk:
+        raise SessionNotFound(f"Session {session_uuid} belongs to another chat model ({session.chat_model.name!r}).")
+    return session
+
+
+def session_messages(*, session: Session) -> QuerySet[Message]:
+    """The session's messages in order."""
+    return Message.objects.filter(session=session).order_by("seq")
+
+
+def message_log(message: Message) -> dict[str, Any]:
+    """A stored message as the seed's message_logs show it."""
+    return to_log(
+        {
+            "role": message.role,
+            "content": message.content,
+            "name": message.name,
+            "tool_call_id": message.tool_call_id,
+            "function_call": message.function_call,
+            "tool_calls": message.tool_calls,
+        }
+    )
+
+
+def config_build(*, version: Version, session: Session | None = None) -> ChatModelConfig:
+    """The ChatModelConfig of a version, with the session's messages when there is one."""
+    logs = [message_log(m) for m in session_messages(session=session)] if session is not None else []
+    return ChatModelConfig(
+        system_prompt=version.system_prompt,
+        version_detail={
+            "model": version.model,
+            "uuid": str(version.uuid),
+            "version": version.number,
+            "name": version.chat_model.name,
+        },
+        message_logs=logs,
+    )
