@@ -11,12 +11,57 @@ The class delegates to one small transport object; ``OrmTransport`` calls
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .types import ChatModelConfig, LLMResponse, LLMStreamResponse
+
+_worker: ThreadPoolExecutor | None = None
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _closing(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from django.db import connections
+
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connections.close_all()
+
+
+def _blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; from async code, on a worker thread (the ORM refuses the event loop's thread).
+
+    The seed's async example calls the sync ``add_messages`` before ``await arun()``; this
+    makes that work as written, at the cost of blocking the loop for that call.
+    """
+    global _worker
+    if not _in_event_loop():
+        return fn(*args, **kwargs)
+    if _worker is None:
+        _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatmodel-sync")
+    return _worker.submit(_closing, fn, *args, **kwargs).result()
+
+
+def _blocking_iter(iterator: Iterator[Any]) -> Iterator[Any]:
+    """Iterate ``iterator``, each step through ``_blocking``."""
+    sentinel = object()
+    while True:
+        item = _blocking(next, iterator, sentinel)
+        if item is sentinel:
+            return
+        yield item
 
 
 class OrmTransport:
@@ -160,19 +205,20 @@ class ChatModel:
 
     def get_config(self) -> ChatModelConfig:
         """The system prompt, version details and this session's messages."""
-        return self._transport.get_config()
+        return _blocking(self._transport.get_config)
 
     def add_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add messages to the session; returns them as stored (with inferred tool_call_ids)."""
-        return self._transport.add_messages(messages)
+        return _blocking(self._transport.add_messages, messages)
 
     def run(
         self, functions: list[dict] | None = None, tools: list[dict] | None = None, stream: bool = False, **params: Any
     ) -> LLMResponse | Iterator[LLMStreamResponse]:
         """Have the model answer the session; an LLMResponse (or chunks with stream=True). Never raises."""
         if stream:
-            return self._transport.run_stream(functions=functions, tools=tools, params=params)
-        return self._transport.run(functions=functions, tools=tools, params=params)
+            chunks = self._transport.run_stream(functions=functions, tools=tools, params=params)
+            return _blocking_iter(chunks) if _in_event_loop() else chunks
+        return _blocking(self._transport.run, functions=functions, tools=tools, params=params)
 
     def arun(
         self, functions: list[dict] | None = None, tools: list[dict] | None = None, stream: bool = False, **params: Any

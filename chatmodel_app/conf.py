@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "CHATMODEL_MAX_MESSAGE_CHARS": 100_000,
     # add_messages with the same messages a failed run was given is a retry, not new messages.
     "CHATMODEL_DEDUPE_RETRIED_MESSAGES": True,
+    # Publish every run event to the session's channel-layer group (websocket fan-out).
+    "CHATMODEL_PUBLISH_EVENTS": True,
     # Seconds between streamed words of the offline demo model (0: as fast as possible).
     "CHATMODEL_OFFLINE_TOKEN_DELAY": 0.0,
 }
@@ -84,6 +86,10 @@ class Settings:
     @property
     def DEDUPE_RETRIED_MESSAGES(self) -> bool:
         return bool(self._get("CHATMODEL_DEDUPE_RETRIED_MESSAGES"))
+
+    @property
+    def PUBLISH_EVENTS(self) -> bool:
+        return bool(self._get("CHATMODEL_PUBLISH_EVENTS"))
 
     @property
     def OFFLINE_TOKEN_DELAY(self) -> float:

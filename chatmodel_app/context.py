@@ -44,7 +44,7 @@ def message_tokens(model: str, message: dict[str, Any]) -> int:
 
 def input_budget(version: Version, *, system_tokens: int, tools_tokens: int, max_tokens: int | None) -> int:
     """Tokens left for history: context window - reply reserve - system prompt - tools."""
-    window = version.params.get("context_window") or llm.context_window(version.model, conf.DEFAULT_CONTEXT_WINDOW)
+    window = version.context_window or llm.context_window(version.model, conf.DEFAULT_CONTEXT_WINDOW)
     reserve = max_tokens or version.params.get("max_tokens") or conf.DEFAULT_MAX_TOKENS
     return int(window) - int(reserve) - system_tokens - tools_tokens
 

@@ -41,6 +41,26 @@ class Version(models.Model):
     tags = models.JSONField(default=list, blank=True)
     is_published = models.BooleanField(default=False)
     ratio = models.FloatField(default=1.0, help_text="A/B weight among published versions.")
+    # How history is fitted into the context window (see context.py).
+    truncation = models.CharField(
+        max_length=20,
+        choices=[
+            ("auto", "auto: newest messages that fit"),
+            ("last_messages", "last N messages"),
+            ("summary", "summary of dropped history"),
+        ],
+        default="auto",
+    )
+    truncation_last_messages = models.PositiveIntegerField(null=True, blank=True, help_text="N for last_messages.")
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Max input tokens, overriding what LiteLLM knows of the model."
+    )
+    summary_model = models.CharField(
+        max_length=200, blank=True, help_text="Model that writes summaries (default: this version's)."
+    )
+    fallbacks = models.JSONField(
+        default=list, blank=True, help_text="Model strings tried in order when the model fails."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -59,6 +79,7 @@ class Version(models.Model):
         indexes = [
             models.Index(fields=["chat_model", "is_published"], name="chatmodel_version_pub_idx"),
         ]
+        permissions = [("publish_version", "Can publish and unpublish versions")]
 
     def __str__(self) -> str:
         return f"{self.chat_model.name} v{self.number}"
@@ -87,6 +108,9 @@ class Session(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The newest seq a failed run was given: re-adding those messages is the seed's retry, not new turns.
     failed_run_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Rolling summary of history dropped from the context window (truncation "summary").
+    summary = models.TextField(blank=True)
+    summary_until_seq = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -133,6 +157,8 @@ class Run(models.Model):
     error_log = models.TextField(blank=True)
     partial_content = models.TextField(blank=True, help_text="Text generated before a stream was cut or failed.")
     cancel_requested = models.BooleanField(default=False)
+    used_summary = models.BooleanField(default=False)
+    attempts = models.JSONField(default=list, blank=True, help_text="Failed attempts before the answer (fallbacks).")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -181,3 +207,26 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.role}"
+
+
+class PublishRecord(models.Model):
+    """One publish or unpublish of a version: who, when, and the A/B ratio it got."""
+
+    class Action(models.TextChoices):
+        PUBLISH = "publish"
+        UNPUBLISH = "unpublish"
+
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="publish_records")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    ratio = models.FloatField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="chatmodel_publishes"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["version", "-created_at"], name="chatmodel_publish_version_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.version} at {self.created_at:%Y-%m-%d %H:%M}"

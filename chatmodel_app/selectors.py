@@ -98,3 +98,17 @@ def config_build(*, version: Version, session: Session | None = None) -> ChatMod
         },
         message_logs=logs,
     )
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A stored message as the REST API and run events show it."""
+    data = message_log(message)
+    data.update(
+        id=message.pk,
+        seq=message.seq,
+        run_id=str(message.run.uuid) if message.run_id and message.run else None,
+        token_count=message.token_count,
+        metadata=message.metadata,
+        created_at=message.created_at.isoformat() if message.created_at else None,
+    )
+    return data

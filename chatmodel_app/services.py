@@ -24,7 +24,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import llm
+from . import events, llm
 from .conf import conf
 from .context import input_budget, message_tokens, request_params, select_history
 from .exceptions import ChatModelError, InvalidParams, SessionBusy
@@ -39,7 +39,7 @@ from .llm.messages import (
     validate_messages,
 )
 from .models import ChatModel, Message, Run, Session, Version
-from .selectors import VersionSpec, chat_model_get, session_get, version_resolve
+from .selectors import VersionSpec, chat_model_get, message_json, session_get, version_resolve
 from .signals import run_finished
 from .types import LLMResponse, LLMStreamResponse, ToolCall
 
@@ -167,6 +167,11 @@ def messages_add(
             Message.objects.bulk_create(rows)
     except _Retry as retry:
         return retry.messages
+    if conf.PUBLISH_EVENTS:
+        event = events.RunEvents(str(session.uuid), None).make(
+            events.MESSAGES_ADDED, messages=[message_json(m) for m in rows]
+        )
+        events.publish(event)
     return rows
 
 
@@ -217,6 +222,36 @@ class RunContext:
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     last_heartbeat: float = field(default_factory=time.monotonic)
+    events: events.RunEvents | None = None
+    # Events made but not yet published; the caller drains them (sync or async).
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(self, type_: str, **data: Any) -> dict[str, Any]:
+        if self.events is None:
+            self.events = events.RunEvents(str(self.session.uuid), self.run_uuid)
+        event = self.events.make(type_, **data)
+        self.outbox.append(event)
+        return event
+
+    def drain(self) -> list[dict[str, Any]]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def publish(self) -> list[dict[str, Any]]:
+        """Publish pending events from sync code; return them."""
+        out = self.drain()
+        if conf.PUBLISH_EVENTS:
+            for event in out:
+                events.publish(event)
+        return out
+
+    async def apublish(self) -> list[dict[str, Any]]:
+        """Publish pending events from async code; return them."""
+        out = self.drain()
+        if conf.PUBLISH_EVENTS:
+            for event in out:
+                await events.apublish(event)
+        return out
 
     @property
     def run_uuid(self) -> str:
@@ -367,7 +402,9 @@ def run_start(
         estimated_prompt_tokens=selection.tokens + system_tokens + tools_tokens,
     )
     run.first_seq, run.last_seq, run.message_count = selection.first_seq, selection.last_seq, len(selection.messages)
-    return RunContext(run=run, session=session, version=version, request=request)
+    ctx = RunContext(run=run, session=session, version=version, request=request)
+    ctx.emit(events.RUN_STARTED, stream=stream, model=version.model, version=version.number)
+    return ctx
 
 
 def _fail(run: Run, code: str, log: str, *, status: str = Run.Status.FAILED, partial: str = "", **fields: Any) -> None:
@@ -445,9 +482,18 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
         log = f"The reply could not be stored: {exc}"
         logger.exception("chatmodel run %s: %s", run.uuid, log)
         _fail_quietly(run, code, log, partial=completion.content or "")
+        ctx.emit(events.RUN_FAILED, status=Run.Status.FAILED, error=code, error_log=log)
         return _error_response(code, log, ctx=ctx)
     _local_cancels.discard(ctx.run_uuid)
     response = _response(ctx, completion, stored, tool_calls=tool_calls, status=status)
+    ctx.emit(
+        events.RUN_COMPLETED,
+        status=status,
+        message=message_json(stored) if stored else None,
+        usage=completion.usage,
+        cost=completion.cost,
+        finish_reason=completion.finish_reason,
+    )
     run_finished.send(sender=Run, run=run, response=response)
     return response
 
@@ -468,6 +514,7 @@ def run_fail(ctx: RunContext, error: LLMError, *, partial: str = "", incomplete:
         Run.objects.filter(pk=ctx.run.pk).update(**_timings(ctx))
     _local_cancels.discard(ctx.run_uuid)
     response = _error_response(error.code, error.message, ctx=ctx, status=status)
+    ctx.emit(events.RUN_FAILED, status=status, error=error.code, error_log=error.message, partial_content=partial)
     ctx.run.status, ctx.run.error, ctx.run.error_log = status, error.code, error.message
     run_finished.send(sender=Run, run=ctx.run, response=response)
     return response
@@ -532,15 +579,20 @@ def _error_response(
 
 def error_response(exc: BaseException, *, session: Session | None = None, stream: bool = False) -> LLMResponse:
     """The response of a run that failed before it began (bad input, busy, unknown chat model, database)."""
-    cls = LLMStreamResponse if stream else LLMResponse
-    extra = {"is_final": True} if stream else {}
     if isinstance(exc, ChatModelError):
-        return _error_response(exc.code, str(exc), session=session, cls=cls, **extra)
-    if isinstance(exc, DatabaseError):
+        code, log = exc.code, str(exc)
+    elif isinstance(exc, DatabaseError):
         logger.exception("chatmodel run: database error")
-        return _error_response("database_error", f"The database failed: {exc}", session=session, cls=cls, **extra)
-    logger.exception("chatmodel run: unexpected error")
-    return _error_response("internal_error", f"{type(exc).__name__}: {exc}", session=session, cls=cls, **extra)
+        code, log = "database_error", f"The database failed: {exc}"
+    else:
+        logger.exception("chatmodel run: unexpected error")
+        code, log = "internal_error", f"{type(exc).__name__}: {exc}"
+    if not stream:
+        return _error_response(code, log, session=session)
+    event = events.RunEvents(str(session.uuid) if session else "", None).make(
+        events.RUN_FAILED, status=None, error=code, error_log=log
+    )
+    return _error_response(code, log, session=session, cls=LLMStreamResponse, is_final=True, events=[event])
 
 
 def run_cancel(*, session: Session) -> Run | None:
@@ -577,13 +629,15 @@ def run(
         ctx = run_start(session=session, functions=functions, tools=tools, params=params)
     except Exception as exc:
         return error_response(exc, session=session)
+    ctx.publish()
     try:
         completion = llm.complete(ctx.request)
-    except LLMError as exc:
-        return run_fail(ctx, exc)
     except Exception as exc:  # never let a run raise
-        return run_fail(ctx, LLMError("internal_error", f"{type(exc).__name__}: {exc}"))
-    return run_finish(ctx, completion, cancelled=ctx.run_uuid in _local_cancels)
+        response = run_fail(ctx, llm.map_exception(exc))
+    else:
+        response = run_finish(ctx, completion, cancelled=ctx.run_uuid in _local_cancels)
+    ctx.publish()
+    return response
 
 
 async def arun(
@@ -598,29 +652,33 @@ async def arun(
         ctx = await sync_to_async(run_start)(session=session, functions=functions, tools=tools, params=params)
     except Exception as exc:
         return error_response(exc, session=session)
+    await ctx.apublish()
     try:
         completion = await llm.acomplete(ctx.request)
-    except LLMError as exc:
-        return await sync_to_async(run_fail)(ctx, exc)
     except Exception as exc:
-        return await sync_to_async(run_fail)(ctx, LLMError("internal_error", f"{type(exc).__name__}: {exc}"))
-    return await sync_to_async(run_finish)(ctx, completion, cancelled=ctx.run_uuid in _local_cancels)
+        response = await sync_to_async(run_fail)(ctx, llm.map_exception(exc))
+    else:
+        response = await sync_to_async(run_finish)(ctx, completion, cancelled=ctx.run_uuid in _local_cancels)
+    await ctx.apublish()
+    return response
 
 
 class _StreamState:
-    """What the sync and async stream loops share: chunk -> response, and the ending."""
+    """What the sync and async stream loops share: chunk -> response and events, and the ending."""
 
     def __init__(self, ctx: RunContext, stream: Any) -> None:
         self.ctx = ctx
         self.assembler = llm.StreamAssembler(stream, ctx.request["model"])
-        self.seq = 0
 
     def chunk(self, raw: Any) -> LLMStreamResponse | None:
         text, tool_deltas = self.assembler.feed(raw)
         if not text and not tool_deltas:
             return None
         self.ctx.mark_first_token()
-        self.seq += 1
+        if text:
+            self.ctx.emit(events.TEXT_DELTA, delta=text)
+        if tool_deltas:
+            self.ctx.emit(events.TOOL_CALL_DELTA, deltas=tool_deltas)
         return LLMStreamResponse(
             content=text,
             tool_call_deltas=tool_deltas or None,
@@ -637,7 +695,7 @@ class _StreamState:
         """Store the outcome; the final chunk carries it."""
         if error is not None:
             incomplete = error.code in ("stream_cut", "malformed_response") and bool(self.assembler.chunks)
-            return self._final(run_fail(self.ctx, error, partial=self.assembler.partial_text, incomplete=incomplete))
+            return final_chunk(run_fail(self.ctx, error, partial=self.assembler.partial_text, incomplete=incomplete))
         completion = self.assembler.finish()
         if not completion.complete and not cancelled:
             log = (
@@ -645,18 +703,24 @@ class _StreamState:
                 f"the {len(self.assembler.partial_text)} characters received are kept on the run, not stored as a "
                 "reply."
             )
-            return self._final(
+            return final_chunk(
                 run_fail(self.ctx, LLMError("stream_cut", log), partial=self.assembler.partial_text, incomplete=True)
             )
         if cancelled:
             completion.content = self.assembler.partial_text or completion.content
-        return self._final(run_finish(self.ctx, completion, cancelled=cancelled))
+        return final_chunk(run_finish(self.ctx, completion, cancelled=cancelled))
 
-    @staticmethod
-    def _final(response: LLMResponse) -> LLMStreamResponse:
-        data = {k: getattr(response, k) for k in LLMResponse.__dataclass_fields__}
-        data["content"] = ""
-        return LLMStreamResponse(**data, is_final=True)
+
+def final_chunk(response: LLMResponse) -> LLMStreamResponse:
+    """The last chunk of a stream: empty ``content``, and the whole response's fields."""
+    data = {k: getattr(response, k) for k in LLMResponse.__dataclass_fields__}
+    data["content"] = ""
+    return LLMStreamResponse(**data, is_final=True)
+
+
+def _with_events(chunk: LLMStreamResponse, published: list[dict[str, Any]]) -> LLMStreamResponse:
+    chunk.events = published
+    return chunk
 
 
 def run_stream(
@@ -669,27 +733,32 @@ def run_stream(
     """Run the model on the session, yielding text deltas, then a final chunk; never raises.
 
     Nothing happens until the first ``next()``. Closing the iterator early cancels the
-    run and keeps what was generated.
+    run and keeps what was generated. Each chunk's ``events`` are the wire events it
+    published (see ``events.py``).
     """
     try:
         ctx = run_start(session=session, functions=functions, tools=tools, params=params, stream=True)
     except Exception as exc:
         yield error_response(exc, session=session, stream=True)
         return
+    started = ctx.publish()
     try:
         stream = llm.open_stream(ctx.request)
     except Exception as exc:
-        yield _StreamState._final(run_fail(ctx, llm.map_exception(exc)))
+        final = final_chunk(run_fail(ctx, llm.map_exception(exc)))
+        yield _with_events(final, started + ctx.publish())
         return
     state = _StreamState(ctx, stream)
     finished = False
+    pending = started
     try:
         cancelled = False
         try:
             for raw in stream:
                 response = state.chunk(raw)
                 if response is not None:
-                    yield response
+                    yield _with_events(response, pending + ctx.publish())
+                    pending = []
                 if ctx.cancelled_locally() or (ctx.heartbeat_due() and _heartbeat(ctx)):
                     cancelled = True
                     _close(stream)
@@ -698,16 +767,19 @@ def run_stream(
             raise
         except Exception as exc:
             finished = True
-            yield state.end(error=llm.map_exception(exc))
+            final = state.end(error=llm.map_exception(exc))
+            yield _with_events(final, pending + ctx.publish())
             return
         finished = True
-        yield state.end(cancelled=cancelled)
+        final = state.end(cancelled=cancelled)
+        yield _with_events(final, pending + ctx.publish())
     finally:
         if not finished:
             # The caller stopped reading: stop the model and keep what it said, as cancelled.
             _close(stream)
             try:
                 state.end(cancelled=True)
+                ctx.publish()
             except Exception:
                 logger.exception("chatmodel run %s: could not store the abandoned stream", ctx.run_uuid)
 
@@ -727,20 +799,24 @@ async def arun_stream(
     except Exception as exc:
         yield error_response(exc, session=session, stream=True)
         return
+    started = await ctx.apublish()
     try:
         stream = await llm.aopen_stream(ctx.request)
     except Exception as exc:
-        yield _StreamState._final(await sync_to_async(run_fail)(ctx, llm.map_exception(exc)))
+        final = final_chunk(await sync_to_async(run_fail)(ctx, llm.map_exception(exc)))
+        yield _with_events(final, started + await ctx.apublish())
         return
     state = _StreamState(ctx, stream)
     finished = False
+    pending = started
     try:
         cancelled = False
         try:
             async for raw in stream:
                 response = state.chunk(raw)
                 if response is not None:
-                    yield response
+                    yield _with_events(response, pending + await ctx.apublish())
+                    pending = []
                 if ctx.cancelled_locally() or (ctx.heartbeat_due() and await sync_to_async(_heartbeat)(ctx)):
                     cancelled = True
                     await _aclose(stream)
@@ -749,15 +825,18 @@ async def arun_stream(
             raise
         except Exception as exc:
             finished = True
-            yield await sync_to_async(state.end)(error=llm.map_exception(exc))
+            final = await sync_to_async(state.end)(error=llm.map_exception(exc))
+            yield _with_events(final, pending + await ctx.apublish())
             return
         finished = True
-        yield await sync_to_async(state.end)(cancelled=cancelled)
+        final = await sync_to_async(state.end)(cancelled=cancelled)
+        yield _with_events(final, pending + await ctx.apublish())
     finally:
         if not finished:
             await _aclose(stream)
             try:
                 await sync_to_async(state.end)(cancelled=True)
+                await ctx.apublish()
             except Exception:
                 logger.exception("chatmodel run %s: could not store the abandoned stream", ctx.run_uuid)
 

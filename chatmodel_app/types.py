@@ -168,6 +168,8 @@ class LLMStreamResponse(LLMResponse):
 
     tool_call_deltas: list[dict[str, Any]] | None = None
     is_final: bool = False
+    # The wire events (``chatmodel_app.events``) this chunk stands for, for SSE and websockets.
+    events: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

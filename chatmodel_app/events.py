@@ -1,0 +1,85 @@
+"""The run event format, shared by Server-Sent Events and websockets, and its fan-out.
+
+Every event is a JSON object ``{"type", "session_uuid", "run_id", "seq", ...}``;
+``seq`` counts the events of one run from 1 (``messages.added`` events have
+``run_id`` null and their own count). The pipeline publishes every event to the
+channel-layer group of its session, so a run started anywhere (Python, REST,
+another socket, another worker) reaches every socket watching that session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+logger = logging.getLogger("chatmodel_app")
+
+RUN_STARTED = "run.started"
+TEXT_DELTA = "run.delta"
+TOOL_CALL_DELTA = "run.tool_call_delta"
+RUN_COMPLETED = "run.completed"
+RUN_FAILED = "run.failed"
+MESSAGES_ADDED = "messages.added"
+EVENT_TYPES = (RUN_STARTED, TEXT_DELTA, TOOL_CALL_DELTA, RUN_COMPLETED, RUN_FAILED, MESSAGES_ADDED)
+
+# The consumer method the channel layer calls for a group message: type "chatmodel.event".
+GROUP_MESSAGE_TYPE = "chatmodel.event"
+
+
+def group_name(session_uuid: Any) -> str:
+    """The channel-layer group of a session (built from the uuid only)."""
+    return f"chatmodel.session.{str(session_uuid).replace('-', '')}"
+
+
+def _layer():
+    try:
+        from channels.layers import get_channel_layer
+    except ImportError:  # channels not installed: nothing to fan out to
+        return None
+    try:
+        return get_channel_layer()
+    except Exception:  # misconfigured CHANNEL_LAYERS must not break runs
+        logger.exception("chatmodel: channel layer unavailable")
+        return None
+
+
+def publish(event: dict[str, Any]) -> None:
+    """Send an event to its session's group from sync code (best effort: never raises)."""
+    layer = _layer()
+    if layer is None:
+        return
+    from asgiref.sync import async_to_sync
+
+    try:
+        async_to_sync(layer.group_send)(group_name(event["session_uuid"]), {"type": GROUP_MESSAGE_TYPE, "event": event})
+    except Exception:
+        logger.exception("chatmodel: could not publish %s", event.get("type"))
+
+
+async def apublish(event: dict[str, Any]) -> None:
+    """Send an event to its session's group from async code (best effort: never raises)."""
+    layer = _layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group_name(event["session_uuid"]), {"type": GROUP_MESSAGE_TYPE, "event": event})
+    except Exception:
+        logger.exception("chatmodel: could not publish %s", event.get("type"))
+
+
+class RunEvents:
+    """Builds the numbered events of one run."""
+
+    def __init__(self, session_uuid: str, run_id: str | None) -> None:
+        self.session_uuid = session_uuid
+        self.run_id = run_id
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def make(self, type_: str, **data: Any) -> dict[str, Any]:
+        """The next event of this run."""
+        with self._lock:
+            self.seq += 1
+            seq = self.seq
+        return {"type": type_, "session_uuid": self.session_uuid, "run_id": self.run_id, "seq": seq, **data}
