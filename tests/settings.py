@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "chatmodel_app",
 ]
 MIDDLEWARE = [
@@ -55,7 +56,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(BASE_DIR / ".pytest-db.sqlite3"),
-            "TEST": {"NAME": str(BASE_DIR / ".pytest-db-test.sqlite3")},
+            # Per process, so parallel runs (and live-server subprocesses) never share a test database.
+            "TEST": {"NAME": str(BASE_DIR / f".pytest-db-test-{os.getpid()}.sqlite3")},
             "OPTIONS": {
                 "timeout": 30,
                 "transaction_mode": "IMMEDIATE",
@@ -70,6 +72,15 @@ if os.environ.get("REDIS_URL"):
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
 
 # Tests script every fault themselves: no hidden retries, short timeouts.
 CHATMODEL_NUM_RETRIES = 0
