@@ -86,6 +86,7 @@ def select_history(*, session: Session, version: Version, budget: int) -> Select
     used = 0
     results: list[dict[str, Any]] = []  # tool results seen (newest first) whose call is older
     newest = True
+    too_long = False
     for row in _tail(session):
         message = _as_dict(row)
         if message["token_count"] is None:
@@ -113,6 +114,7 @@ def select_history(*, session: Session, version: Version, budget: int) -> Select
         results = []
         cost = sum(m["token_count"] for m in unit)
         if used + cost > budget:
+            too_long = not chosen
             break
         used += cost
         chosen.append(unit)
@@ -120,7 +122,7 @@ def select_history(*, session: Session, version: Version, budget: int) -> Select
     if results and newest:
         raise InvalidMessages("the session's newest messages are function results with no call before them.")
     if not chosen:
-        if newest:
+        if not too_long:
             # An empty session: the model gets the system prompt alone.
             return Selection(budget=budget)
         raise ContextTooLong(

@@ -450,7 +450,6 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
                 prompt_tokens=usage.get("prompt_tokens"),
                 completion_tokens=usage.get("completion_tokens"),
                 cost=completion.cost,
-                model=(completion.model or run.model)[:200],
                 finished_at=now,
                 **_timings(ctx),
             )
@@ -539,7 +538,7 @@ def _response(
         usage=completion.usage,
         finish_reason=completion.finish_reason,
         status=status,
-        model=completion.model or ctx.run.model,
+        model=ctx.run.model,
         cost=completion.cost,
         session_uuid=str(ctx.session.uuid),
         run_uuid=ctx.run_uuid,

@@ -31,7 +31,9 @@ __all__ = [
     "split_into_chunks",
 ]
 
-FAULTS = frozenset({"429", "500", "401", "400_context", "slow", "cut", "malformed"})
+# "eof": a stream that ends cleanly ([DONE], closed chunked body) after cut_after chunks but never sent a
+# finish_reason, as some servers do when they stop generating mid-answer.
+FAULTS = frozenset({"429", "500", "401", "400_context", "slow", "cut", "eof", "malformed"})
 
 # Errors raised when the client hung up (timeouts, cut tests); they are expected and must stay silent.
 _DISCONNECT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -382,7 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = owner.token_delay
         sent = 0
         for piece in chunks:
-            if reply.fault == "cut" and sent >= reply.cut_after:
+            if reply.fault in ("cut", "eof") and sent >= reply.cut_after:
                 break
             if sent and delay > 0:
                 time.sleep(delay)
@@ -399,6 +401,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.fault == "cut":
             self._abort()
+            return
+        if reply.fault == "eof":
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
             return
 
         finish_reason = "stop"

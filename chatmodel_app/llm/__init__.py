@@ -28,6 +28,7 @@ __all__ = [
     "count_tokens",
     "is_loaded",
     "is_offline",
+    "known_models",
     "map_exception",
     "open_stream",
 ]
@@ -294,8 +295,14 @@ def scrub(text: str) -> str:
 
 def _provider_text(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = re.sub(r"^litellm\.\w+:\s*", "", str(text))
+    text = re.sub(r"^(litellm\.)?\w+Error:\s*", "", str(text))
+    text = re.sub(r"^(litellm\.)?\w+Error:\s*", "", text)
     return scrub(text)[:2000]
+
+
+def _is_json_error(lowered: str) -> bool:
+    markers = ("expecting value", "expecting property name", "jsondecodeerror", "invalid json", "unterminated string")
+    return any(m in lowered for m in markers)
 
 
 def map_exception(exc: BaseException) -> LLMError:
@@ -309,7 +316,7 @@ def map_exception(exc: BaseException) -> LLMError:
         # LiteLLM's wrapper for a stream that broke after it began (cut connection, malformed chunk).
         original = getattr(exc, "original_exception", None) or exc
         detail = _provider_text(original)
-        if "json" in detail.lower() or "decode" in detail.lower():
+        if _is_json_error(detail.lower()):
             return LLMError("malformed_response", f"The provider sent a malformed stream chunk ({detail})", 502)
         return LLMError("stream_cut", f"The model's stream was cut before it finished ({detail})", 502, True)
     detail = _provider_text(exc)
@@ -349,9 +356,29 @@ def map_exception(exc: BaseException) -> LLMError:
     ):
         return LLMError("connection_error", f"Could not connect to the model's server ({detail})", status, True)
     if isinstance(exc, litellm.InternalServerError | litellm.APIConnectionError | litellm.APIError):
+        if _is_json_error(lowered):
+            return LLMError("malformed_response", f"The provider sent a malformed response ({detail})", status)
         if "remoteprotocolerror" in lowered or "stream ended" in lowered or "incomplete chunked" in lowered:
             return LLMError("stream_cut", f"The model's stream was cut before it finished ({detail})", status, True)
         return LLMError("provider_error", f"The provider failed ({type(exc).__name__}: {detail})", status, True)
     if isinstance(exc, json.JSONDecodeError | ValueError) and "json" in lowered:
         return LLMError("malformed_response", f"The provider sent a malformed response ({detail})", status, False)
     return LLMError("unknown", f"The model call failed ({type(exc).__name__}: {detail})", status, False)
+
+
+_known_models: list[str] | None = None
+
+
+def known_models() -> list[str]:
+    """The offline demo model, then every chat model LiteLLM knows, sorted (imports litellm on first call)."""
+    global _known_models
+    if _known_models is None:
+        from .offline import MODEL as OFFLINE_MODEL
+
+        names = {
+            name
+            for name, info in get_litellm().model_cost.items()
+            if isinstance(info, dict) and info.get("mode") == "chat" and name != "sample_spec"
+        }
+        _known_models = [OFFLINE_MODEL, *sorted(names - {OFFLINE_MODEL})]
+    return list(_known_models)

@@ -230,6 +230,8 @@ def validate_tool(item: Any, where: str = "tool") -> dict[str, Any]:
     """Check one function schema (bare, or wrapped as ``{"type": "function", "function": ...}``)."""
     if not isinstance(item, Mapping):
         raise InvalidParams(f"{where} must be a dict (an OpenAI function schema).")
+    if "type" in item and item["type"] != "function":
+        raise InvalidParams(f"{where}.type must be 'function'; got {item['type']!r}.")
     if "function" in item or item.get("type") == "function":
         if item.get("type", "function") != "function":
             raise InvalidParams(f"{where}.type must be 'function'.")
