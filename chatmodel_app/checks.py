@@ -54,3 +54,36 @@ def check_channel_layer(app_configs=None, **kwargs) -> list:
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_provider_keys(app_configs=None, **kwargs) -> list:
+    """Warn when a published version needs a provider key that the environment does not set."""
+    from django.db import DatabaseError
+
+    from .llm.providers import missing_key
+    from .models import Version
+
+    try:
+        published = list(
+            Version.objects.filter(is_published=True).select_related("chat_model").only(
+                "number", "model", "fallbacks", "chat_model__name"
+            )
+        )
+    except DatabaseError:  # not migrated yet: nothing is published
+        return []
+    warnings = []
+    for version in published:
+        for model in [version.model, *(version.fallbacks or [])]:
+            variable = missing_key(model)
+            if variable:
+                warnings.append(
+                    Warning(
+                        f"Published version {version} uses {model!r}, but the environment variable {variable} "
+                        "that holds its API key is not set: its runs will fail with 'authentication'.",
+                        hint=f"Set {variable} in the server's environment (never in the database).",
+                        obj=version,
+                        id="chatmodel_app.W002",
+                    )
+                )
+    return warnings

@@ -393,6 +393,8 @@ def run_start(
         request["tools"] = merged_tools
     if version.params.get("api_base"):
         request["api_base"] = version.params["api_base"]
+    if version.fallbacks:
+        request["fallbacks"] = list(version.fallbacks)
     if stream:
         request["stream_options"] = {"include_usage": True}
     Run.objects.filter(pk=run.pk).update(
@@ -450,6 +452,8 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
                 prompt_tokens=usage.get("prompt_tokens"),
                 completion_tokens=usage.get("completion_tokens"),
                 cost=completion.cost,
+                model=(completion.answered_model or run.model)[:200],
+                attempts=completion.attempts,
                 finished_at=now,
                 **_timings(ctx),
             )
@@ -538,7 +542,7 @@ def _response(
         usage=completion.usage,
         finish_reason=completion.finish_reason,
         status=status,
-        model=ctx.run.model,
+        model=completion.answered_model or ctx.run.model,
         cost=completion.cost,
         session_uuid=str(ctx.session.uuid),
         run_uuid=ctx.run_uuid,

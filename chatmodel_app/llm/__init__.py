@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import providers
 from ._litellm import get_litellm, is_loaded, offline_handler
 from .offline import PROVIDER as OFFLINE_PROVIDER
 from .offline import estimate_tokens
@@ -48,6 +49,9 @@ class Completion:
     api_response: Any = None
     # False when a stream ended before the provider said it was done.
     complete: bool = True
+    # The model string that answered (a fallback, when the primary failed) and the failed attempts before it.
+    answered_model: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,11 +81,32 @@ def context_window(model: str, default: int) -> int:
     if is_offline(model):
         return _OFFLINE_CONTEXT_WINDOW
     litellm = get_litellm()
+    register_model_info()
     try:
-        info = litellm.get_model_info(model)
+        info = litellm.get_model_info(providers.resolve(model).route)
     except Exception:  # litellm raises several unrelated types for unknown models
         return default
     return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
+
+
+_registered: dict[str, Any] | None = None
+
+
+def register_model_info() -> None:
+    """Tell LiteLLM what ``CHATMODEL_MODEL_INFO`` says of models it does not know (window, prices, tools)."""
+    global _registered
+    table = providers.model_info_table()
+    if table == _registered:
+        return
+    litellm = get_litellm()
+    entries = {}
+    for model, info in table.items():
+        route = providers.resolve(model).route
+        entry = {"mode": "chat", "litellm_provider": route.split("/", 1)[0] if "/" in route else "openai", **info}
+        entries[route] = entry
+    if entries:
+        litellm.register_model(entries)
+    _registered = table
 
 
 def count_tokens(
@@ -117,7 +142,12 @@ def count_tokens(
 
 
 def _prepare(request: dict[str, Any]) -> dict[str, Any]:
+    """Map the model string to its LiteLLM route and server-side credentials (never from the caller)."""
     request = dict(request)
+    register_model_info()
+    target = providers.resolve(request.pop("model"), api_base=request.pop("api_base", None))
+    request.pop("api_key", None)
+    request.update(target.call_kwargs())
     if is_offline(request["model"]):
         # The offline model has no server: these would only confuse litellm's custom-provider path.
         request.pop("num_retries", None)
@@ -128,11 +158,71 @@ def _prepare(request: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
+_routers: dict[Any, Any] = {}
+
+
+def _router_call(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """LiteLLM's Router for a request with fallbacks, and the kwargs to call it with.
+
+    Each model string is a model group of one deployment; the Router falls back in order
+    on retryable errors and reports what failed (``include_fallback_errors``).
+    """
+    from litellm import Router
+
+    models = [request["model"], *[m for m in request["fallbacks"] if m != request["model"]]]
+    deployments = []
+    for i, model in enumerate(models):
+        params = _prepare({"model": model, **({"api_base": request["api_base"]} if i == 0 and request.get(
+            "api_base") else {})})
+        params = {k: v for k, v in params.items() if k in ("model", "api_base", "api_key")}
+        deployments.append({"model_name": model, "litellm_params": params})
+    key = (repr(deployments), request.get("num_retries"))
+    router = _routers.get(key)
+    if router is None:
+        router = Router(
+            model_list=deployments,
+            fallbacks=[{models[0]: models[1:]}],
+            num_retries=request.get("num_retries") or 0,
+        )
+        _routers.clear()  # one cached router per configuration in use; keys change rarely
+        _routers[key] = router
+    kwargs = {k: v for k, v in request.items() if k not in ("model", "fallbacks", "api_base", "api_key", "num_retries")}
+    kwargs.update(model=models[0], include_fallback_errors=True)
+    return router, kwargs
+
+
+def _fallback_report(obj: Any, requested: str) -> tuple[str, list[dict[str, Any]]]:
+    """Which model group answered and the failed attempts before it, from LiteLLM's response headers."""
+    hidden = getattr(obj, "_hidden_params", None) or {}
+    headers = hidden.get("additional_headers") or {}
+    answered = headers.get("x-litellm-model-group") or requested
+    raw = headers.get("x-litellm-fallback-errors") or "[]"
+    try:
+        errors = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except ValueError:
+        errors = []
+    # LiteLLM lists the newest failure first; the Run records them in the order they happened.
+    attempts = [
+        {"error": scrub(str(e.get("message", ""))), "code": e.get("code"), "type": e.get("type")}
+        for e in reversed(errors)
+        if isinstance(e, dict)
+    ]
+    return answered, attempts
+
+
+def _uses_router(request: dict[str, Any]) -> bool:
+    return bool(request.get("fallbacks"))
+
+
 def complete(request: dict[str, Any]) -> Completion:
-    """One model call; raises LLMError."""
+    """One model call (falling back in order when the version lists fallbacks); raises LLMError."""
     litellm = get_litellm()
     try:
-        response = litellm.completion(**_prepare(request))
+        if _uses_router(request):
+            router, kwargs = _router_call(request)
+            response = router.completion(**kwargs)
+        else:
+            response = litellm.completion(**_prepare(request))
     except Exception as exc:
         raise map_exception(exc) from exc
     return _from_response(response, request["model"])
@@ -142,7 +232,11 @@ async def acomplete(request: dict[str, Any]) -> Completion:
     """One model call, natively async; raises LLMError."""
     litellm = get_litellm()
     try:
-        response = await litellm.acompletion(**_prepare(request))
+        if _uses_router(request):
+            router, kwargs = _router_call(request)
+            response = await router.acompletion(**kwargs)
+        else:
+            response = await litellm.acompletion(**_prepare(request))
     except Exception as exc:
         raise map_exception(exc) from exc
     return _from_response(response, request["model"])
@@ -152,6 +246,9 @@ def open_stream(request: dict[str, Any]) -> Any:
     """Start a streamed call; iterate the result, feeding chunks to a StreamAssembler."""
     litellm = get_litellm()
     try:
+        if _uses_router(request):
+            router, kwargs = _router_call({**request, "stream": True})
+            return router.completion(**kwargs)
         return litellm.completion(**_prepare({**request, "stream": True}))
     except Exception as exc:
         raise map_exception(exc) from exc
@@ -161,6 +258,9 @@ async def aopen_stream(request: dict[str, Any]) -> Any:
     """Start a streamed call natively async; ``async for`` over the result."""
     litellm = get_litellm()
     try:
+        if _uses_router(request):
+            router, kwargs = _router_call({**request, "stream": True})
+            return await router.acompletion(**kwargs)
         return await litellm.acompletion(**_prepare({**request, "stream": True}))
     except Exception as exc:
         raise map_exception(exc) from exc
@@ -179,6 +279,7 @@ class StreamAssembler:
         self.model = model
         self.chunks: list[Any] = []
         self.text_parts: list[str] = []
+        self.saw_finish = False
 
     def feed(self, chunk: Any) -> tuple[str, list[dict[str, Any]]]:
         """Record a chunk; return its text delta and tool-call deltas."""
@@ -186,6 +287,8 @@ class StreamAssembler:
         choices = getattr(chunk, "choices", None) or ()
         if not choices:
             return "", []
+        if getattr(choices[0], "finish_reason", None):
+            self.saw_finish = True
         delta = choices[0].delta
         text = getattr(delta, "content", None) or ""
         if text:
@@ -226,18 +329,22 @@ class StreamAssembler:
         received = getattr(self.stream, "received_finish_reason", "unknown")
         if received is None:
             received = getattr(self.stream, "intermittent_finish_reason", None)
+        if received is None and type(self.stream).__name__ != "CustomStreamWrapper" and self.saw_finish:
+            # The Router wraps the provider's stream in a second wrapper that sees only finished
+            # chunks; the inner one has already raised if the provider cut the stream.
+            received = "stop"
         if not self.chunks:
             return Completion(content="", complete=False, model=self.model)
         try:
             built = litellm.stream_chunk_builder(self.chunks)
         except Exception:  # a malformed stream: keep what text there was
             return Completion(content=self.partial_text, complete=False, model=self.model)
-        completion = _from_response(built, self.model)
+        completion = _from_response(built, self.model, report_from=self.stream)
         completion.complete = received is not None
         return completion
 
 
-def _from_response(response: Any, model: str) -> Completion:
+def _from_response(response: Any, model: str, report_from: Any = None) -> Completion:
     choice = response.choices[0] if getattr(response, "choices", None) else None
     message = getattr(choice, "message", None)
     tool_calls = None
@@ -263,15 +370,18 @@ def _from_response(response: Any, model: str) -> Completion:
             "completion_tokens": int(getattr(raw_usage, "completion_tokens", 0) or 0),
             "total_tokens": int(getattr(raw_usage, "total_tokens", 0) or 0),
         }
+    answered, attempts = _fallback_report(report_from if report_from is not None else response, model)
     return Completion(
         content=getattr(message, "content", None),
         tool_calls=tool_calls,
         function_call=function_call,
         finish_reason=getattr(choice, "finish_reason", None),
         usage=usage,
-        cost=_cost(response, model),
+        cost=_cost(response, answered),
         model=getattr(response, "model", None) or model,
         api_response=response,
+        answered_model=answered,
+        attempts=attempts,
     )
 
 
@@ -280,7 +390,7 @@ def _cost(response: Any, model: str) -> float | None:
         return 0.0
     litellm = get_litellm()
     try:
-        return float(litellm.completion_cost(completion_response=response, model=model))
+        return float(litellm.completion_cost(completion_response=response, model=providers.resolve(model).route))
     except Exception:  # no price known for this model
         return None
 
@@ -289,7 +399,9 @@ _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|(api
 
 
 def scrub(text: str) -> str:
-    """Remove anything that looks like a key from a provider's error text."""
+    """Remove the configured keys, and anything that looks like a key, from a provider's error text."""
+    for secret in providers.secret_values():
+        text = text.replace(secret, "***")
     return _SECRET.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "***", text)
 
 
