@@ -203,13 +203,21 @@ class ChatModel:
     def __repr__(self) -> str:
         return f"ChatModel({self.name!r}, session_uuid={self.session_uuid!r}, version={self.version!r})"
 
+    @property
+    def _orm(self) -> bool:
+        return isinstance(self._transport, OrmTransport)
+
+    def _sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # Only the ORM refuses to run on an event loop's thread; HTTP calls just block.
+        return _blocking(fn, *args, **kwargs) if self._orm else fn(*args, **kwargs)
+
     def get_config(self) -> ChatModelConfig:
         """The system prompt, version details and this session's messages."""
-        return _blocking(self._transport.get_config)
+        return self._sync(self._transport.get_config)
 
     def add_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add messages to the session; returns them as stored (with inferred tool_call_ids)."""
-        return _blocking(self._transport.add_messages, messages)
+        return self._sync(self._transport.add_messages, messages)
 
     def run(
         self, functions: list[dict] | None = None, tools: list[dict] | None = None, stream: bool = False, **params: Any
@@ -217,8 +225,8 @@ class ChatModel:
         """Have the model answer the session; an LLMResponse (or chunks with stream=True). Never raises."""
         if stream:
             chunks = self._transport.run_stream(functions=functions, tools=tools, params=params)
-            return _blocking_iter(chunks) if _in_event_loop() else chunks
-        return _blocking(self._transport.run, functions=functions, tools=tools, params=params)
+            return _blocking_iter(chunks) if self._orm and _in_event_loop() else chunks
+        return self._sync(self._transport.run, functions=functions, tools=tools, params=params)
 
     def arun(
         self, functions: list[dict] | None = None, tools: list[dict] | None = None, stream: bool = False, **params: Any

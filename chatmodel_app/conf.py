@@ -17,6 +17,19 @@ DEFAULTS: dict[str, Any] = {
     "CHATMODEL_DEFAULT_CONTEXT_WINDOW": 8192,
     # Tokens kept free for the reply when the version sets no max_tokens.
     "CHATMODEL_DEFAULT_MAX_TOKENS": 1024,
+    # Truncation "summary": the model that writes summaries when a version names none ("": the version's own).
+    "CHATMODEL_SUMMARY_MODEL": "",
+    # Truncation "summary": the longest summary, in tokens (the summary call's max_tokens and its room in the window).
+    "CHATMODEL_SUMMARY_MAX_TOKENS": 512,
+    # Truncation "summary": share of the history budget kept verbatim when older messages are condensed.
+    "CHATMODEL_SUMMARY_KEEP_RATIO": 0.5,
+    # Truncation "summary": the instructions of the summary call.
+    "CHATMODEL_SUMMARY_PROMPT": (
+        "You keep the memory of a long conversation between a user and an assistant. Update the summary so far "
+        "with the new messages: keep every fact, name, number, decision, preference and open question that may "
+        "matter later; drop small talk. Write plain sentences in the conversation's language, at most a few "
+        "paragraphs, and reply with the summary only."
+    ),
     # Sampling parameters a caller may pass to run(); anything else is refused.
     "CHATMODEL_ALLOWED_PARAMS": [
         "temperature",
@@ -42,6 +55,34 @@ DEFAULTS: dict[str, Any] = {
     "CHATMODEL_PUBLISH_EVENTS": True,
     # Seconds between streamed words of the offline demo model (0: as fast as possible).
     "CHATMODEL_OFFLINE_TOKEN_DELAY": 0.0,
+    # Admin: messages per page of a session's conversation (the newest page is shown first).
+    "CHATMODEL_ADMIN_MESSAGES_PER_PAGE": 100,
+    # Admin: versions listed on a chat model's page (newest first; the rest are in the version list).
+    "CHATMODEL_ADMIN_VERSIONS_ON_PAGE": 100,
+    # REST API: let unauthenticated callers in; their sessions are reachable by anyone who knows the uuid.
+    "CHATMODEL_API_ALLOW_ANONYMOUS": False,
+    # REST API: roles a client may add; "system" is refused whatever this says (the prompt is the version's).
+    "CHATMODEL_API_ALLOWED_ROLES": ["user", "function", "tool"],
+    # REST API: DRF classes (dotted paths) of the views; the app's own, so a host's AllowAny default cannot open it.
+    "CHATMODEL_API_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "CHATMODEL_API_PERMISSION_CLASSES": ["chatmodel_app.api.permissions.IsAuthenticatedOrAnonymousAllowed"],
+    "CHATMODEL_API_THROTTLE_CLASSES": ["chatmodel_app.api.throttling.RunRateThrottle"],
+    # REST API: the Django permission the config endpoint needs (the config reveals the system prompt).
+    "CHATMODEL_API_CONFIG_PERMISSION": "chatmodel_app.view_version",
+    # REST API: messages per page of a session's history (the default, and the most a client may ask for).
+    "CHATMODEL_API_PAGE_SIZE": 50,
+    "CHATMODEL_API_MAX_PAGE_SIZE": 200,
+    # REST API: seconds of silence after which an SSE stream sends a comment line, so proxies keep it open.
+    "CHATMODEL_API_SSE_KEEPALIVE_SECONDS": 15.0,
+    # Websocket: the largest text frame a client may send, in bytes (bigger ones get an error event).
+    "CHATMODEL_WS_MAX_FRAME_BYTES": 524_288,
+    # Websocket: frames one socket may send, as "<n>/<s|min|h>" (a token bucket); None: no limit.
+    "CHATMODEL_WS_RATE_LIMIT": "120/min",
+    # Websocket: cancel a run when the socket that started it disconnects (default: the run finishes and is stored).
+    "CHATMODEL_WS_RUNS_FOLLOW_SOCKET": False,
 }
 
 
@@ -72,6 +113,22 @@ class Settings:
         return int(self._get("CHATMODEL_DEFAULT_MAX_TOKENS"))
 
     @property
+    def SUMMARY_MODEL(self) -> str:
+        return str(self._get("CHATMODEL_SUMMARY_MODEL") or "")
+
+    @property
+    def SUMMARY_MAX_TOKENS(self) -> int:
+        return int(self._get("CHATMODEL_SUMMARY_MAX_TOKENS"))
+
+    @property
+    def SUMMARY_KEEP_RATIO(self) -> float:
+        return min(1.0, max(0.0, float(self._get("CHATMODEL_SUMMARY_KEEP_RATIO"))))
+
+    @property
+    def SUMMARY_PROMPT(self) -> str:
+        return str(self._get("CHATMODEL_SUMMARY_PROMPT"))
+
+    @property
     def ALLOWED_PARAMS(self) -> frozenset[str]:
         return frozenset(self._get("CHATMODEL_ALLOWED_PARAMS"))
 
@@ -94,6 +151,63 @@ class Settings:
     @property
     def OFFLINE_TOKEN_DELAY(self) -> float:
         return float(self._get("CHATMODEL_OFFLINE_TOKEN_DELAY"))
+
+    @property
+    def ADMIN_MESSAGES_PER_PAGE(self) -> int:
+        return int(self._get("CHATMODEL_ADMIN_MESSAGES_PER_PAGE"))
+
+    @property
+    def ADMIN_VERSIONS_ON_PAGE(self) -> int:
+        return int(self._get("CHATMODEL_ADMIN_VERSIONS_ON_PAGE"))
+
+    @property
+    def API_ALLOW_ANONYMOUS(self) -> bool:
+        return bool(self._get("CHATMODEL_API_ALLOW_ANONYMOUS"))
+
+    @property
+    def API_ALLOWED_ROLES(self) -> frozenset[str]:
+        return frozenset(self._get("CHATMODEL_API_ALLOWED_ROLES")) - {"system"}
+
+    @property
+    def API_AUTHENTICATION_CLASSES(self) -> list[str]:
+        return list(self._get("CHATMODEL_API_AUTHENTICATION_CLASSES"))
+
+    @property
+    def API_PERMISSION_CLASSES(self) -> list[str]:
+        return list(self._get("CHATMODEL_API_PERMISSION_CLASSES"))
+
+    @property
+    def API_THROTTLE_CLASSES(self) -> list[str]:
+        return list(self._get("CHATMODEL_API_THROTTLE_CLASSES"))
+
+    @property
+    def API_CONFIG_PERMISSION(self) -> str:
+        return str(self._get("CHATMODEL_API_CONFIG_PERMISSION"))
+
+    @property
+    def API_PAGE_SIZE(self) -> int:
+        return int(self._get("CHATMODEL_API_PAGE_SIZE"))
+
+    @property
+    def API_MAX_PAGE_SIZE(self) -> int:
+        return int(self._get("CHATMODEL_API_MAX_PAGE_SIZE"))
+
+    @property
+    def API_SSE_KEEPALIVE_SECONDS(self) -> float:
+        return float(self._get("CHATMODEL_API_SSE_KEEPALIVE_SECONDS"))
+
+    @property
+    def WS_MAX_FRAME_BYTES(self) -> int:
+        return int(self._get("CHATMODEL_WS_MAX_FRAME_BYTES"))
+
+    @property
+    def WS_RATE_LIMIT(self) -> str | None:
+        value = self._get("CHATMODEL_WS_RATE_LIMIT")
+        return str(value) if value else None
+
+    @property
+    def WS_RUNS_FOLLOW_SOCKET(self) -> bool:
+        return bool(self._get("CHATMODEL_WS_RUNS_FOLLOW_SOCKET"))
 
 
 conf = Settings()

@@ -9,6 +9,7 @@ another socket, another worker) reaches every socket watching that session.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
@@ -44,15 +45,39 @@ def _layer():
         return None
 
 
+# The event loop of this process's ASGI server (set when a socket connects). The in-memory
+# channel layer's queues belong to it, so sync code on plain threads (the SSE pump) must
+# publish through it rather than through a loop of its own.
+_home_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_loop() -> None:
+    """Remember the running loop as the one the channel layer lives on (call from async code)."""
+    global _home_loop
+    _home_loop = asyncio.get_running_loop()
+
+
 def publish(event: dict[str, Any]) -> None:
     """Send an event to its session's group from sync code (best effort: never raises)."""
     layer = _layer()
     if layer is None:
         return
-    from asgiref.sync import async_to_sync
-
+    message = {"type": GROUP_MESSAGE_TYPE, "event": event}
+    group = group_name(event["session_uuid"])
     try:
-        async_to_sync(layer.group_send)(group_name(event["session_uuid"]), {"type": GROUP_MESSAGE_TYPE, "event": event})
+        home = _home_loop
+        if home is not None and home.is_running() and not home.is_closed():
+            try:
+                on_home = asyncio.get_running_loop() is home
+            except RuntimeError:
+                on_home = False
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), home)
+            if not on_home:
+                future.result(timeout=10)
+            return
+        from asgiref.sync import async_to_sync
+
+        async_to_sync(layer.group_send)(group, message)
     except Exception:
         logger.exception("chatmodel: could not publish %s", event.get("type"))
 

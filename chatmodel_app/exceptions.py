@@ -44,3 +44,9 @@ class InvalidParams(ChatModelError, ValueError):
 
 class ContextTooLong(ChatModelError):
     code = "context_window_exceeded"
+
+
+class RemoteError(ChatModelError):
+    """The remote deployment refused a request or could not be reached (HTTP transport)."""
+
+    code = "remote_error"

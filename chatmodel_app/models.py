@@ -196,6 +196,8 @@ class Message(models.Model):
     token_count = models.PositiveIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    # The client's Idempotency-Key of the add_messages call that stored it: a retried call finds them.
+    idempotency_key = models.CharField(max_length=128, blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -203,6 +205,13 @@ class Message(models.Model):
         constraints = [
             # Also the index every history read walks, newest first.
             models.UniqueConstraint(fields=["session", "seq"], name="chatmodel_message_seq_uniq"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["session", "idempotency_key"],
+                name="chatmodel_message_idem_idx",
+                condition=~Q(idempotency_key=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -88,6 +88,11 @@ def message_log(message: Message) -> dict[str, Any]:
 def config_build(*, version: Version, session: Session | None = None) -> ChatModelConfig:
     """The ChatModelConfig of a version, with the session's messages when there is one."""
     logs = [message_log(m) for m in session_messages(session=session)] if session is not None else []
+    if session is not None:
+        # The rolling summary (truncation "summary") leads, as the model sees it; name "summary" tells it apart.
+        row = Session.objects.filter(pk=session.pk).values_list("summary", "summary_until_seq").first()
+        if row and row[0]:
+            logs.insert(0, {"role": "system", "name": "summary", "content": row[0], "summary_until_seq": row[1]})
     return ChatModelConfig(
         system_prompt=version.system_prompt,
         version_detail={
@@ -112,3 +117,51 @@ def message_json(message: Message) -> dict[str, Any]:
         created_at=message.created_at.isoformat() if message.created_at else None,
     )
     return data
+
+
+# --- admin reads ---------------------------------------------------------------------------------
+
+
+def chat_model_usage(*, chat_model: ChatModel | None = None, now: Any = None) -> list[dict[str, Any]]:
+    """Runs, failures, tokens and cost per chat model over the last 7 and 30 days (one query), busiest first."""
+    # Imported here so that this section stays a pure addition to the module.
+    from datetime import timedelta
+
+    from django.db.models import Count, F, Q, Sum
+    from django.db.models.functions import Coalesce
+    from django.utils import timezone
+
+    from .models import Run
+
+    now = now or timezone.now()
+    week = Q(created_at__gte=now - timedelta(days=7))
+    failed = Q(status__in=[Run.Status.FAILED, Run.Status.INCOMPLETE])
+    tokens = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
+    rows = Run.objects.filter(created_at__gte=now - timedelta(days=30))
+    if chat_model is not None:
+        rows = rows.filter(version__chat_model=chat_model)
+    rows = (
+        rows.values(chat_model_id=F("version__chat_model_id"), name=F("version__chat_model__name"))
+        .annotate(
+            runs_7=Count("pk", filter=week),
+            failed_7=Count("pk", filter=week & failed),
+            tokens_7=Coalesce(Sum(tokens, filter=week), 0),
+            cost_7=Sum("cost", filter=week),
+            runs_30=Count("pk"),
+            failed_30=Count("pk", filter=failed),
+            tokens_30=Coalesce(Sum(tokens), 0),
+            cost_30=Sum("cost"),
+        )
+        .order_by("-runs_30", "name")
+    )
+    return list(rows)
+
+
+# --- a session's runs (the example chat page) ------------------------------------------------------
+
+
+def session_runs(*, session: Session, limit: int = 200) -> list[Any]:
+    """The session's newest ``limit`` runs, oldest first: what each turn cost and how it ended."""
+    from .models import Run
+
+    return list(reversed(Run.objects.filter(session=session).order_by("-created_at", "-pk")[:limit]))

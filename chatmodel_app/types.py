@@ -133,6 +133,16 @@ class LLMResponse:
         """The reply text, under the name older promptmodel code uses."""
         return self.content
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LLMResponse:
+        """Rebuild a response from ``to_dict()`` output (the REST API's JSON); unknown keys are ignored."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("function_call"):
+            known["function_call"] = FunctionCall.from_dict(known["function_call"])
+        if known.get("tool_calls"):
+            known["tool_calls"] = [ToolCall.from_dict(t) for t in known["tool_calls"]]
+        return cls(**known)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``api_response`` left out: it is the provider's object)."""
         return {
@@ -201,6 +211,15 @@ class ChatModelConfig:
     @property
     def name(self) -> str:
         return self.version_detail["name"]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChatModelConfig:
+        """Rebuild a config from ``to_dict()`` output (the REST API's JSON)."""
+        return cls(
+            system_prompt=data["system_prompt"],
+            version_detail=dict(data["version_detail"]),
+            message_logs=list(data.get("message_logs") or []),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

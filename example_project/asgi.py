@@ -7,6 +7,23 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+# After Django is set up: these import models.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from chatmodel_app.llm import preload  # noqa: E402
+from chatmodel_app.routing import websocket_urlpatterns  # noqa: E402
+from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack  # noqa: E402
+
+# Import litellm (seconds, ~170 MB) on a background thread while the worker starts serving,
+# so the first model call does not pay for it. Django start-up itself never imports it.
+preload()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Browsers send an Origin header: it must name an ALLOWED_HOSTS host (no cross-site socket
+        # riding on the session cookie). Then the session cookie or an Authorization token says who it is.
+        "websocket": AllowedHostsOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -78,11 +78,14 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+            # Room for a long reply's deltas in each socket's queue (overflow is dropped).
+            # socket_timeout: redis-py >= 8 defaults to 5 s, which cuts the layer's blocking 5 s BZPOPMIN and
+            # closes every idle websocket with 1011 (django/channels_redis#422); longer, but still finite.
+            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 30}], "capacity": 1000},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 AUTH_PASSWORD_VALIDATORS = []
 LANGUAGE_CODE = "en-us"
@@ -91,6 +94,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The chat page's own JS and CSS (example_project is not an installed app).
+STATICFILES_DIRS = [BASE_DIR / "example_project" / "static"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/admin/login/"
 
@@ -101,10 +106,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Runs of the chatmodel REST API, per user (or per IP for anonymous callers).
+    "DEFAULT_THROTTLE_RATES": {"chatmodel_run": "30/minute"},
 }
 
 # The offline demo model streams a word every 30 ms so the page shows streaming.
 CHATMODEL_OFFLINE_TOKEN_DELAY = float(os.environ.get("CHATMODEL_OFFLINE_TOKEN_DELAY", "0.03"))
+
+# Run lease and model timeout (seconds), when the environment sets them (the scale-out tests use a short lease).
+if os.environ.get("CHATMODEL_RUN_LEASE_SECONDS"):
+    CHATMODEL_RUN_LEASE_SECONDS = int(os.environ["CHATMODEL_RUN_LEASE_SECONDS"])
+if os.environ.get("CHATMODEL_TIMEOUT"):
+    CHATMODEL_TIMEOUT = float(os.environ["CHATMODEL_TIMEOUT"])
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,9 @@
+import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
+
+# Check W002 reads the published versions.
+pytestmark = pytest.mark.django_db
 
 
 def ids():

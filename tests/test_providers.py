@@ -204,3 +204,16 @@ def test_scrub_removes_configured_keys(monkeypatch):
     monkeypatch.setenv("CLOVASTUDIO_API_KEY", CLOVA_KEY)
     assert CLOVA_KEY not in scrub(f"bad key {CLOVA_KEY} given")
     assert "sk-abcd***" in scrub("Incorrect API key provided: sk-abcdefghijklmnop")
+
+
+def test_admin_shows_a_missing_key_beside_the_version(make_chat_model, admin_client, monkeypatch):
+    monkeypatch.delenv("CLOVASTUDIO_API_KEY", raising=False)
+    make_chat_model(model="clova/HCX-005")
+    version = Version.objects.get()
+    listing = admin_client.get("/admin/chatmodel_app/version/").content.decode()
+    assert "CLOVASTUDIO_API_KEY not set" in listing
+    page = admin_client.get(f"/admin/chatmodel_app/version/{version.pk}/change/").content.decode()
+    assert "CLOVASTUDIO_API_KEY" in page and "is not set on the server" in page
+    monkeypatch.setenv("CLOVASTUDIO_API_KEY", CLOVA_KEY)
+    assert CLOVA_KEY not in admin_client.get(f"/admin/chatmodel_app/version/{version.pk}/change/").content.decode()
+    assert "not set" not in admin_client.get("/admin/chatmodel_app/version/").content.decode()

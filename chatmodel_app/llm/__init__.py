@@ -7,8 +7,10 @@ The rest of the app calls ``complete``/``acomplete`` for one reply, ``open_strea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "known_models",
     "map_exception",
     "open_stream",
+    "preload",
 ]
 
 
@@ -152,6 +155,9 @@ def _prepare(request: dict[str, Any]) -> dict[str, Any]:
         # The offline model has no server: these would only confuse litellm's custom-provider path.
         request.pop("num_retries", None)
         request.pop("stream_options", None)
+        from ..conf import conf
+
+        offline_handler().token_delay = conf.OFFLINE_TOKEN_DELAY
     else:
         # Retries are litellm's (num_retries); the OpenAI SDK's own would multiply them.
         request.setdefault("max_retries", 0)
@@ -228,9 +234,23 @@ def complete(request: dict[str, Any]) -> Completion:
     return _from_response(response, request["model"])
 
 
+async def aget_litellm() -> Any:
+    """litellm, imported on a worker thread the first time so the event loop never waits seconds for it."""
+    if is_loaded():
+        return get_litellm()
+    return await asyncio.to_thread(get_litellm)
+
+
+def preload() -> threading.Thread:
+    """Import litellm on a background thread now (call it in asgi.py), so no request pays for it."""
+    thread = threading.Thread(target=get_litellm, name="chatmodel-litellm-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 async def acomplete(request: dict[str, Any]) -> Completion:
     """One model call, natively async; raises LLMError."""
-    litellm = get_litellm()
+    litellm = await aget_litellm()
     try:
         if _uses_router(request):
             router, kwargs = _router_call(request)
@@ -256,7 +276,7 @@ def open_stream(request: dict[str, Any]) -> Any:
 
 async def aopen_stream(request: dict[str, Any]) -> Any:
     """Start a streamed call natively async; ``async for`` over the result."""
-    litellm = get_litellm()
+    litellm = await aget_litellm()
     try:
         if _uses_router(request):
             router, kwargs = _router_call({**request, "stream": True})
@@ -264,11 +284,6 @@ async def aopen_stream(request: dict[str, Any]) -> Any:
         return await litellm.acompletion(**_prepare({**request, "stream": True}))
     except Exception as exc:
         raise map_exception(exc) from exc
-
-
-def set_offline_token_delay(seconds: float) -> None:
-    """Seconds between the offline model's streamed words."""
-    offline_handler().token_delay = seconds
 
 
 class StreamAssembler:

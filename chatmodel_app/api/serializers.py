@@ -1,0 +1,490 @@
+"""Input serializers check a request's shape; output serializers say (and document) what comes back.
+
+The rules themselves (roles, limits, parameter bounds, tool schemas) live in ``services.py`` and
+``llm.messages``; the input serializers call them so a bad request gets DRF's field errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import services
+from ..conf import conf
+from ..exceptions import InvalidParams
+from ..llm.messages import normalise_tools
+from ..models import ChatModel, Session
+
+# --- input -----------------------------------------------------------------------------------------
+
+# JSON bodies are typed: "0.5" is not a number and 1 is not true (DRF's fields would coerce them).
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID in its canonical 8-4-4-4-12 form only (DRF's also takes integers and bare hex)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str) or not _UUID.match(data):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """An integer in a query string: digits only (DRF's also takes "1.0")."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if not isinstance(data, str) or not data.isascii() or not data.isdigit():
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# Integers stored in PositiveIntegerField columns (seq, version numbers) are at most this.
+MAX_DB_INT = 2_147_483_647
+_VERSION_NUMBER = re.compile(r"^[1-9][0-9]{0,9}$")
+
+
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "string", "enum": ["deploy", "latest"]},
+            {"type": "integer", "minimum": 1, "maximum": MAX_DB_INT},
+            {"type": "string", "pattern": "^[1-9][0-9]{0,9}$"},
+        ],
+        "default": "deploy",
+        "description": '"deploy" (a published version, chosen by A/B ratio), "latest", or a version number.',
+    }
+)
+class VersionSpecField(serializers.Field):
+    """ "deploy", "latest" or a version number (as the Python API's ``version``: 2 or "2")."""
+
+    default_error_messages = {"invalid": 'Expected "deploy", "latest" or a version number (1, 2, ...).'}
+
+    def to_internal_value(self, data: Any) -> str | int:
+        if isinstance(data, str) and data in ("deploy", "latest"):
+            return data
+        if isinstance(data, int) and not isinstance(data, bool) and 1 <= data <= MAX_DB_INT:
+            return data
+        if isinstance(data, str) and _VERSION_NUMBER.match(data) and int(data) <= MAX_DB_INT:
+            return int(data)
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _check_size(value: Any) -> None:
+    """Refuse JSON values longer than a message may be: they are stored and sent back on every read."""
+    if len(json.dumps(value, default=str)) > conf.MAX_MESSAGE_CHARS:
+        raise serializers.ValidationError(f"Larger than {conf.MAX_MESSAGE_CHARS} characters as JSON.")
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    """``POST /api/chat-models/<name>/sessions/``."""
+
+    version = VersionSpecField(required=False, default="deploy")
+    metadata = serializers.DictField(required=False, default=dict, help_text="Your own JSON object, kept as is.")
+    uuid = StrictUUIDField(
+        required=False,
+        help_text="Choose the session's uuid (as ChatModel(name, session_uuid) does); "
+        "if that session exists and is yours, it is returned with 200.",
+    )
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        _check_size(value)
+        return value
+
+
+class MessageInSerializer(serializers.Serializer):
+    """One message a client adds (documentation only: ``llm.messages.validate_messages`` checks them)."""
+
+    role = serializers.ChoiceField(
+        choices=["user", "assistant", "function", "tool"],
+        help_text='"user", "function" and "tool" by default; "assistant" when CHATMODEL_API_ALLOWED_ROLES allows it; '
+        '"system" never.',
+    )
+    content = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    name = serializers.RegexField(r"^[a-zA-Z0-9_-]{1,64}$", required=False)
+    tool_call_id = serializers.CharField(required=False, max_length=128)
+    function_call = serializers.DictField(required=False)
+    tool_calls = serializers.ListField(child=serializers.DictField(), required=False)
+    metadata = serializers.DictField(required=False)
+
+
+@extend_schema_field(MessageInSerializer(many=True))
+class MessageListField(serializers.ListField):
+    """A list of message objects; their rules are the pipeline's."""
+
+    child = serializers.DictField()
+
+
+class MessagesAddSerializer(serializers.Serializer):
+    """``POST /api/sessions/<uuid>/messages/``."""
+
+    messages = MessageListField(allow_empty=False)
+
+
+class MessagePageQuerySerializer(serializers.Serializer):
+    """The query of ``GET /api/sessions/<uuid>/messages/``: a cursor on ``seq``."""
+
+    after = QueryIntegerField(
+        required=False, min_value=0, max_value=MAX_DB_INT, help_text="Only messages with a larger seq."
+    )
+    before = QueryIntegerField(
+        required=False, min_value=0, max_value=MAX_DB_INT, help_text="Only messages with a smaller seq."
+    )
+    limit = QueryIntegerField(required=False, min_value=1, help_text="Page size (CHATMODEL_API_PAGE_SIZE).")
+    order = serializers.ChoiceField(choices=["asc", "desc"], required=False, default="asc")
+
+    def validate_limit(self, value: int) -> int:
+        if value > conf.API_MAX_PAGE_SIZE:
+            raise serializers.ValidationError(f"Ensure this value is at most {conf.API_MAX_PAGE_SIZE}.")
+        return value
+
+
+class ConfigQuerySerializer(serializers.Serializer):
+    """The query of ``GET /api/chat-models/<name>/config/``."""
+
+    version = VersionSpecField(required=False, default="deploy")
+    session_uuid = StrictUUIDField(
+        required=False, help_text="A session of yours: its pinned version, and its messages as message_logs."
+    )
+
+
+class SessionListQuerySerializer(serializers.Serializer):
+    """The query of ``GET /api/sessions/``."""
+
+    chat_model = serializers.CharField(required=False, help_text="Only sessions of this chat model.")
+    limit = QueryIntegerField(required=False, min_value=1, help_text="Page size (CHATMODEL_API_PAGE_SIZE).")
+    cursor = serializers.CharField(required=False, help_text="From a previous page's next or previous link.")
+
+    def validate_limit(self, value: int) -> int:
+        if value > conf.API_MAX_PAGE_SIZE:
+            raise serializers.ValidationError(f"Ensure this value is at most {conf.API_MAX_PAGE_SIZE}.")
+        return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["function"]},
+                    "function": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}},
+                        "required": ["name"],
+                    },
+                },
+                "required": ["type", "function"],
+            },
+        ]
+    }
+)
+class ToolChoiceField(serializers.Field):
+    """OpenAI's ``tool_choice``: "none", "auto", "required", or one named function."""
+
+    default_error_messages = {
+        "invalid": 'Expected "none", "auto", "required" or {{"type": "function", "function": {{"name": ...}}}}.'
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        if data in ("none", "auto", "required"):
+            return data
+        if (
+            isinstance(data, dict)
+            and set(data) == {"type", "function"}
+            and data["type"] == "function"
+            and isinstance(data["function"], dict)
+            and set(data["function"]) == {"name"}
+            and isinstance(data["function"]["name"], str)
+            and data["function"]["name"]
+        ):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+        ]
+    }
+)
+class StopField(serializers.Field):
+    """A stop sequence, or up to four."""
+
+    default_error_messages = {"invalid": "Expected a string or a list of at most 4 strings."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return data
+        if isinstance(data, list) and len(data) <= 4 and all(isinstance(s, str) for s in data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ResponseFormatSerializer(serializers.Serializer):
+    """OpenAI's ``response_format``."""
+
+    type = serializers.ChoiceField(choices=["text", "json_object", "json_schema"])
+    json_schema = serializers.DictField(required=False)
+
+
+_NOT_PARAMS = frozenset({"stream", "functions", "tools"})
+
+
+class RunSerializer(serializers.Serializer):
+    """``POST /api/sessions/<uuid>/run/``: stream or not, extra functions/tools, and sampling parameters.
+
+    Only the parameters in CHATMODEL_ALLOWED_PARAMS may be given, within the version's bounds; the
+    model, its URL and keys are the version's and the server's, never the caller's.
+    """
+
+    stream = StrictBooleanField(
+        required=False, default=False, help_text="Answer with Server-Sent Events (also when Accept: text/event-stream)."
+    )
+    functions = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Legacy function schemas offered on this run."
+    )
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text='Tools ({"type": "function", "function": {...}}).'
+    )
+    temperature = StrictFloatField(required=False, min_value=0.0, max_value=2.0)
+    top_p = StrictFloatField(required=False, min_value=0.0, max_value=1.0)
+    max_tokens = StrictIntegerField(
+        required=False, min_value=1, help_text="At most the version's own max_tokens, when it sets one."
+    )
+    max_completion_tokens = StrictIntegerField(required=False, min_value=1)
+    presence_penalty = StrictFloatField(required=False, min_value=-2.0, max_value=2.0)
+    frequency_penalty = StrictFloatField(required=False, min_value=-2.0, max_value=2.0)
+    stop = StopField(required=False)
+    seed = StrictIntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1)
+    n = StrictIntegerField(required=False, min_value=1, max_value=1, help_text="Always 1: a run stores one reply.")
+    tool_choice = ToolChoiceField(required=False)
+    parallel_tool_calls = StrictBooleanField(required=False)
+    response_format = ResponseFormatSerializer(required=False)
+    user = StrictCharField(required=False, max_length=256, help_text="An end-user id passed to the provider.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        allowed = conf.ALLOWED_PARAMS
+        raw = self.initial_data if isinstance(self.initial_data, dict) else {}
+        refused = {
+            key: ["This parameter cannot be set by a caller: the model, its URL and keys are the server's."]
+            for key in raw
+            if key not in _NOT_PARAMS and key not in allowed
+        }
+        if refused:
+            raise serializers.ValidationError(refused)
+        params = {key: attrs[key] for key in attrs if key not in _NOT_PARAMS}
+        # A parameter the host allowed but this serializer does not know goes through as given.
+        params.update({key: raw[key] for key in raw if key in allowed and key not in self.fields})
+        version = self.context["version"]
+        try:
+            params = services.validate_run_params(params, version)
+        except InvalidParams as exc:
+            raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+        functions, tools = attrs.get("functions"), attrs.get("tools")
+        try:
+            checked = normalise_tools(functions, tools)
+        except InvalidParams as exc:
+            field = "functions" if str(exc).startswith("functions") else "tools"
+            raise serializers.ValidationError({field: [str(exc)]}) from None
+        _check_json_schemas(checked, functions=functions)
+        return {"stream": attrs.get("stream", False), "functions": functions, "tools": tools, "params": params}
+
+
+def _check_json_schemas(tools: list[dict[str, Any]], *, functions: Any) -> None:
+    """Each tool's ``parameters`` must be a valid JSON Schema, or the provider refuses the whole call."""
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import Draft202012Validator, validator_for
+
+    function_names = {(f.get("function") or f).get("name") for f in functions or () if isinstance(f, dict)}
+    for tool in tools:
+        function = tool["function"]
+        parameters = function["parameters"]
+        try:
+            validator_for(parameters, default=Draft202012Validator).check_schema(parameters)
+        except SchemaError as exc:
+            field = "functions" if function["name"] in function_names else "tools"
+            raise serializers.ValidationError(
+                {field: [f"{function['name']}.parameters is not a valid JSON Schema: {exc.message}"]}
+            ) from None
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+class ChatModelSerializer(serializers.ModelSerializer):
+    """A chat model as listed: its name and which versions exist."""
+
+    latest_version = serializers.SerializerMethodField()
+    published_versions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChatModel
+        fields = ["name", "description", "latest_version", "published_versions", "created_at", "updated_at"]
+
+    def get_latest_version(self, obj: ChatModel) -> int | None:
+        numbers = [v.number for v in obj.versions.all()]
+        return max(numbers) if numbers else None
+
+    def get_published_versions(self, obj: ChatModel) -> list[int]:
+        return sorted(v.number for v in obj.versions.all() if v.is_published)
+
+
+class VersionDetailSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    uuid = serializers.UUIDField()
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ConfigSerializer(serializers.Serializer):
+    """``ChatModelConfig``: the system prompt, the version's details, the session's messages."""
+
+    system_prompt = serializers.CharField(allow_blank=True)
+    version_detail = VersionDetailSerializer()
+    message_logs = serializers.ListField(child=serializers.DictField())
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """A session: its uuid (the public id), chat model, pinned version and whether a run holds it."""
+
+    chat_model = serializers.CharField(source="chat_model.name")
+    version = serializers.IntegerField(source="version.number")
+    version_uuid = serializers.UUIDField(source="version.uuid")
+    metadata = serializers.DictField()
+    active_run_uuid = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Session
+        fields = ["uuid", "chat_model", "version", "version_uuid", "metadata", "active_run_uuid", "created_at"]
+        fields += ["updated_at"]
+
+    @extend_schema_field({"type": ["string", "null"], "format": "uuid"})
+    def get_active_run_uuid(self, obj: Session) -> str | None:
+        from django.utils import timezone
+
+        live = obj.active_run_uuid and obj.lease_expires_at and obj.lease_expires_at > timezone.now()
+        return str(obj.active_run_uuid) if live else None
+
+
+class SessionPageSerializer(serializers.Serializer):
+    results = SessionSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class MessageSerializer(serializers.Serializer):
+    """A stored message (``selectors.message_json``): keys that are not set are left out."""
+
+    id = serializers.IntegerField()
+    seq = serializers.IntegerField()
+    role = serializers.ChoiceField(choices=["system", "user", "assistant", "function", "tool"])
+    content = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False)
+    tool_call_id = serializers.CharField(required=False)
+    function_call = serializers.DictField(required=False)
+    tool_calls = serializers.ListField(child=serializers.DictField(), required=False)
+    run_id = serializers.UUIDField(allow_null=True)
+    token_count = serializers.IntegerField(allow_null=True)
+    metadata = serializers.DictField()
+    created_at = serializers.DateTimeField(allow_null=True)
+
+
+class MessagesAddedSerializer(serializers.Serializer):
+    messages = MessageSerializer(many=True)
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True)
+    has_more = serializers.BooleanField()
+    next = serializers.URLField(allow_null=True, help_text="The next page in the same order, or null.")
+
+
+class FunctionCallSerializer(serializers.Serializer):
+    name = serializers.CharField(allow_blank=True)
+    arguments = serializers.CharField(allow_blank=True, help_text="JSON, as the model wrote it.")
+
+
+class ToolCallSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_blank=True)
+    type = serializers.CharField()
+    function = FunctionCallSerializer()
+
+
+class LLMResponseSerializer(serializers.Serializer):
+    """``LLMResponse.to_dict()``: the reply, or ``error``/``error_code``/``error_log``."""
+
+    content = serializers.CharField(allow_null=True, allow_blank=True)
+    error = serializers.BooleanField()
+    error_log = serializers.CharField(allow_null=True, allow_blank=True)
+    error_code = serializers.CharField(allow_null=True, help_text="Stable error code, e.g. timeout, rate_limit.")
+    function_call = FunctionCallSerializer(allow_null=True)
+    tool_calls = ToolCallSerializer(many=True, allow_null=True)
+    usage = serializers.DictField(allow_null=True)
+    finish_reason = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(
+        choices=["in_progress", "completed", "failed", "cancelled", "incomplete"], allow_null=True
+    )
+    model = serializers.CharField(allow_null=True)
+    cost = serializers.FloatField(allow_null=True)
+    session_uuid = serializers.UUIDField(allow_null=True)
+    run_uuid = serializers.UUIDField(allow_null=True)
+    message_id = serializers.IntegerField(allow_null=True)
+    message_seq = serializers.IntegerField(allow_null=True)
+    version_uuid = serializers.UUIDField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+
+
+class CancelSerializer(serializers.Serializer):
+    cancel_requested = serializers.BooleanField(help_text="False when no run was active.")
+    run_uuid = serializers.UUIDField(allow_null=True)
+    status = serializers.CharField(allow_null=True, help_text="The run's status when the cancel was asked.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()

@@ -1,0 +1,418 @@
+"""REST views: validate with a serializer, call ``services.py``, serialize. Statuses come from ``errors.py``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.handlers.asgi import ASGIRequest
+from django.utils.module_loading import import_string
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..conf import conf
+from ..exceptions import SessionNotFound
+from ..models import Session
+from . import errors, permissions, serializers, sse
+from .throttling import RUN_SCOPE
+
+# --- shared plumbing ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _import(path: str) -> Any:
+    return import_string(path)
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets DRF accept ``Accept: text/event-stream``; the stream itself is written by ``sse.py``."""
+
+    media_type = sse.CONTENT_TYPE
+    format = "sse"
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return JSONRenderer().render(data)
+
+
+class ChatModelAPIView(APIView):
+    """Base of the API views: authentication, permissions and throttles from CHATMODEL_API_* settings."""
+
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    # Added to CHATMODEL_API_PERMISSION_CLASSES, never instead of them.
+    extra_permission_classes: list[type] = []
+
+    def get_authenticators(self) -> list[Any]:
+        return [_import(path)() for path in conf.API_AUTHENTICATION_CLASSES]
+
+    def get_permissions(self) -> list[Any]:
+        classes = [_import(path) for path in conf.API_PERMISSION_CLASSES] + list(self.extra_permission_classes)
+        return [cls() for cls in classes]
+
+    def get_throttles(self) -> list[Any]:
+        return [_import(path)() for path in conf.API_THROTTLE_CLASSES]
+
+    def get_exception_handler(self) -> Any:
+        return errors.exception_handler
+
+
+def _session(request: Request, session_uuid: str, *, write: bool = False) -> Session:
+    """The session, if this user may see it (404 as if it did not exist otherwise); 403 for staff writing."""
+    session = selectors.session_get(session_uuid=session_uuid)
+    access = permissions.session_access(request.user, session)
+    if access is None:
+        raise SessionNotFound(f"No session {session_uuid}.")
+    if write and access != "write":
+        raise PermissionDenied("Staff may read other users' sessions but not change them.")
+    return session
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query string as a plain dict: DRF reads a QueryDict like a form, where ``?limit=`` means no limit."""
+    return request.query_params.dict()
+
+
+def _valid(serializer_class: type, data: Any, **context: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data, context=context)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+ERRORS = {
+    401: OpenApiResponse(serializers.ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(serializers.ErrorSerializer, description="Authenticated, but not allowed."),
+    404: OpenApiResponse(serializers.ErrorSerializer, description="No such object, or not yours."),
+}
+FIELD_ERRORS = OpenApiResponse(
+    {"type": "object", "additionalProperties": {}},
+    description="Field errors: each key a field (or non_field_errors), each value its messages.",
+)
+SESSION_UUID = OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The session's uuid.")
+CHAT_MODEL_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The chat model.")
+
+
+# --- chat models ---------------------------------------------------------------------------------------
+
+
+class ChatModelListView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="chat_models_list",
+        summary="List the chat models",
+        responses={200: serializers.ChatModelSerializer(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.ChatModelSerializer(services.chat_model_list(), many=True).data)
+
+
+class ChatModelConfigView(ChatModelAPIView):
+    extra_permission_classes = [permissions.CanReadConfig]
+
+    @extend_schema(
+        operation_id="chat_model_config",
+        summary="Get a chat model's config (system prompt, version, a session's messages)",
+        description="Needs the Django permission named by CHATMODEL_API_CONFIG_PERMISSION "
+        "(default chatmodel_app.view_version). With session_uuid, the session's pinned version is used.",
+        parameters=[CHAT_MODEL_NAME, serializers.ConfigQuerySerializer],
+        responses={200: serializers.ConfigSerializer, 400: FIELD_ERRORS, **ERRORS},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = _valid(serializers.ConfigQuerySerializer, _query(request))
+        chat_model = selectors.chat_model_get(name=name)
+        if "session_uuid" in query:
+            session = _session(request, query["session_uuid"])
+            if session.chat_model_id != chat_model.pk:
+                raise SessionNotFound(f"Session {session.uuid} belongs to another chat model.")
+            config = selectors.config_build(version=session.version, session=session)
+        else:
+            version = selectors.version_resolve(chat_model=chat_model, spec=query["version"])
+            config = selectors.config_build(version=version)
+        return Response(config.to_dict())
+
+
+# --- sessions --------------------------------------------------------------------------------------------
+
+
+class SessionCreateView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="session_create",
+        summary="Start a session",
+        parameters=[CHAT_MODEL_NAME],
+        request=serializers.SessionCreateSerializer,
+        responses={
+            201: serializers.SessionSerializer,
+            200: OpenApiResponse(serializers.SessionSerializer, description="The session with that uuid, yours."),
+            400: FIELD_ERRORS,
+            409: OpenApiResponse(serializers.ErrorSerializer, description="That uuid is taken (session_exists)."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        data = _valid(serializers.SessionCreateSerializer, request.data)
+        chat_model = selectors.chat_model_get(name=name)
+        session, created = services.session_open(
+            chat_model=chat_model,
+            user=request.user,
+            version=data["version"],
+            metadata=data["metadata"],
+            session_uuid=data.get("uuid"),
+        )
+        if not created and (
+            session.chat_model_id != chat_model.pk or permissions.session_access(request.user, session) != "write"
+        ):
+            return Response(
+                {"detail": "A session with this uuid already exists.", "code": "session_exists"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(serializers.SessionSerializer(session).data, status=code)
+
+
+class SessionPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size_query_param = "limit"
+
+    def __init__(self) -> None:
+        self.page_size = conf.API_PAGE_SIZE
+        self.max_page_size = conf.API_MAX_PAGE_SIZE
+
+
+class SessionListView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="sessions_list",
+        summary="List your sessions, newest first",
+        parameters=[serializers.SessionListQuerySerializer],
+        responses={200: serializers.SessionPageSerializer, 400: FIELD_ERRORS, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = _valid(serializers.SessionListQuerySerializer, _query(request))
+        chat_model = selectors.chat_model_get(name=query["chat_model"]) if "chat_model" in query else None
+        paginator = SessionPagination()
+        page = paginator.paginate_queryset(services.session_list(user=request.user, chat_model=chat_model), request)
+        return paginator.get_paginated_response(serializers.SessionSerializer(page, many=True).data)
+
+
+class SessionDetailView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="session_retrieve",
+        summary="Get a session",
+        parameters=[SESSION_UUID],
+        responses={200: serializers.SessionSerializer, **ERRORS},
+    )
+    def get(self, request: Request, uuid: str) -> Response:
+        return Response(serializers.SessionSerializer(_session(request, uuid)).data)
+
+
+# --- messages ---------------------------------------------------------------------------------------------
+
+
+class MessagesView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="messages_list",
+        summary="Page through a session's messages by seq",
+        parameters=[SESSION_UUID, serializers.MessagePageQuerySerializer],
+        responses={200: serializers.MessagePageSerializer, 400: FIELD_ERRORS, **ERRORS},
+    )
+    def get(self, request: Request, uuid: str) -> Response:
+        session = _session(request, uuid)
+        query = _valid(serializers.MessagePageQuerySerializer, _query(request))
+        limit = query.get("limit", conf.API_PAGE_SIZE)
+        order = query["order"]
+        rows, has_more = services.message_page(
+            session=session, after=query.get("after"), before=query.get("before"), limit=limit, order=order
+        )
+        next_url = None
+        if has_more and rows:
+            cursor = {**{k: v for k, v in query.items() if k in ("after", "before")}, "limit": limit, "order": order}
+            cursor["before" if order == "desc" else "after"] = rows[-1].seq
+            next_url = request.build_absolute_uri(f"{request.path}?{urlencode(cursor)}")
+        return Response({"results": [selectors.message_json(m) for m in rows], "has_more": has_more, "next": next_url})
+
+    @extend_schema(
+        operation_id="messages_add",
+        summary="Add messages to a session (add_messages)",
+        description="Send an `Idempotency-Key` header (any unique string up to 128 characters) to make a retry "
+        "safe: a call whose key was already stored in this session stores nothing and returns the stored messages.",
+        parameters=[
+            SESSION_UUID,
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                description="Makes retrying this call safe (1-128 characters).",
+            ),
+        ],
+        request=serializers.MessagesAddSerializer,
+        responses={
+            201: serializers.MessagesAddedSerializer,
+            400: FIELD_ERRORS,
+            409: OpenApiResponse(serializers.ErrorSerializer, description="A run is in progress (session_busy)."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, uuid: str) -> Response:
+        session = _session(request, uuid, write=True)
+        data = _valid(serializers.MessagesAddSerializer, request.data)
+        stored = services.messages_add(
+            session=session,
+            messages=data["messages"],
+            allowed_roles=conf.API_ALLOWED_ROLES,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+        )
+        return Response({"messages": [selectors.message_json(m) for m in stored]}, status=status.HTTP_201_CREATED)
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+
+_LLM = serializers.LLMResponseSerializer
+SSE_DESCRIPTION = (
+    "Server-Sent Events, one per run event: `id: <run_id>:<seq>`, `event: <type>`, `data: <the event as JSON>`. "
+    "The stream ends after run.completed or run.failed, whose data also has `response`: the final LLMResponse "
+    "fields. The schema describes one event (OpenAPI 3.1 reading of text/event-stream)."
+)
+_RUN_EVENT_TYPES = ["run.started", "run.delta", "run.tool_call_delta", "run.completed", "run.failed"]
+_NULLABLE_STRING = {"type": ["string", "null"]}
+RUN_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["type", "session_uuid", "run_id", "seq"],
+    "properties": {
+        "type": {"type": "string", "enum": _RUN_EVENT_TYPES},
+        "session_uuid": {"type": "string"},
+        "run_id": _NULLABLE_STRING,
+        "seq": {"type": "integer", "minimum": 1, "description": "The run's events, counted from 1."},
+        "stream": {"type": "boolean"},
+        "model": {"type": "string"},
+        "version": {"type": "integer"},
+        "delta": {"type": "string", "description": "run.delta: the next piece of text."},
+        "deltas": {"type": "array", "items": {"type": "object"}, "description": "run.tool_call_delta."},
+        "status": _NULLABLE_STRING,
+        "message": {"oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}]},
+        "usage": {"type": ["object", "null"]},
+        "cost": {"type": ["number", "null"]},
+        "finish_reason": _NULLABLE_STRING,
+        "error": _NULLABLE_STRING,
+        "error_log": _NULLABLE_STRING,
+        "partial_content": _NULLABLE_STRING,
+        "response": {"$ref": "#/components/schemas/LLMResponse"},
+    },
+}
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f-]*:[0-9]+$", "description": "<run_id>:<seq>"},
+        "event": {"type": "string", "enum": _RUN_EVENT_TYPES},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": RUN_EVENT_SCHEMA},
+    },
+}
+
+
+class RunView(ChatModelAPIView):
+    throttle_scope = RUN_SCOPE
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="run",
+        summary="Run the model on the session and return (or stream) its reply",
+        description="The reply is stored in the session whatever happens to the connection. Status codes: 200 "
+        "answered (or cancelled); 400 bad request, or the conversation is too long for the model "
+        "(error_code context_window_exceeded); 409 session busy; 429 throttled; 502 the model failed; 504 the "
+        "model timed out; 500 this server failed. Failures of the run have the LLMResponse body with error, "
+        "error_code and error_log.",
+        parameters=[SESSION_UUID],
+        request=serializers.RunSerializer,
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                _LLM, description="The reply as JSON (LLMResponse), or with stream, as Server-Sent Events."
+            ),
+            (200, sse.CONTENT_TYPE): OpenApiResponse(SSE_EVENT_SCHEMA, description=SSE_DESCRIPTION),
+            (400, "application/json"): FIELD_ERRORS,
+            (401, "application/json"): ERRORS[401],
+            (403, "application/json"): ERRORS[403],
+            (404, "application/json"): ERRORS[404],
+            (409, "application/json"): OpenApiResponse(_LLM, description="Another run holds the session."),
+            (429, "application/json"): OpenApiResponse(serializers.ErrorSerializer, description="Throttled."),
+            (500, "application/json"): OpenApiResponse(_LLM, description="This server failed."),
+            (502, "application/json"): OpenApiResponse(_LLM, description="The model (provider) failed."),
+            (504, "application/json"): OpenApiResponse(_LLM, description="The model timed out."),
+        },
+    )
+    def post(self, request: Request, uuid: str) -> Any:
+        session = _session(request, uuid, write=True)
+        data = _valid(serializers.RunSerializer, request.data, version=session.version)
+        kwargs = {"session": session, "functions": data["functions"], "tools": data["tools"], "params": data["params"]}
+        # Accept: text/event-stream (or ?format=sse) picks the stream renderer: a stream too.
+        if data["stream"] or isinstance(request.accepted_renderer, EventStreamRenderer):
+            return self._stream(request, kwargs)
+        response = services.run(**kwargs)
+        return Response(errors.run_body(response), status=errors.run_status(response))
+
+    def _stream(self, request: Request, kwargs: dict[str, Any]) -> Any:
+        pump = sse.RunPump(lambda: services.run_stream(**kwargs)).start()
+        first = pump.first_chunk()
+        if first is not None and first.is_final and first.run_uuid is None:
+            # Refused before the run began (busy, too long): a plain JSON error, not a stream.
+            return Response(errors.run_body(first), status=errors.run_status(first))
+        asynchronous = isinstance(request._request, ASGIRequest)
+        return sse.response(pump, asynchronous=asynchronous, keepalive=conf.API_SSE_KEEPALIVE_SECONDS)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and isinstance(response.accepted_renderer, EventStreamRenderer):
+            # Errors are JSON even to a client that asked for a stream.
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
+        return response
+
+
+class CancelView(ChatModelAPIView):
+    @extend_schema(
+        operation_id="run_cancel",
+        summary="Stop the session's active run; what it generated is kept, marked cancelled",
+        parameters=[SESSION_UUID],
+        request=None,
+        responses={200: serializers.CancelSerializer, **ERRORS},
+    )
+    def post(self, request: Request, uuid: str) -> Response:
+        session = _session(request, uuid, write=True)
+        run = services.run_cancel(session=session)
+        return Response(
+            {
+                "cancel_requested": run is not None,
+                "run_uuid": str(run.uuid) if run is not None else None,
+                "status": run.status if run is not None else None,
+            }
+        )
+
+
+# --- schema -------------------------------------------------------------------------------------------------
+
+
+def only_api_endpoints(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
+    """drf-spectacular preprocessing hook: this app's endpoints only, wherever the host mounted them."""
+    return [e for e in endpoints if issubclass(getattr(e[3], "cls", object), ChatModelAPIView)]
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI 3 document of this API (public: it describes the API, not its data)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    custom_settings = {
+        "TITLE": "chatmodel_app API",
+        "DESCRIPTION": "Chat models, sessions, messages and runs. Errors and status codes: see docs/rest.md.",
+        "VERSION": "1",
+        # 3.1: full JSON Schema, so each SSE event's JSON can be described (contentSchema).
+        "OAS_VERSION": "3.1.0",
+        "PREPROCESSING_HOOKS": ["chatmodel_app.api.views.only_api_endpoints"],
+    }
