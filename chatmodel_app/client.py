@@ -193,12 +193,28 @@ class ChatModel:
     """A session with a chat model: ``add_messages``, then ``run``/``arun`` for the reply."""
 
     def __init__(
-        self, name: str, session_uuid: str | uuid.UUID | None = None, version: str | int = "deploy", *, user: Any = None
+        self,
+        name: str,
+        session_uuid: str | uuid.UUID | None = None,
+        version: str | int = "deploy",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        user: Any = None,
     ) -> None:
         self.name = name
         self.session_uuid = str(session_uuid) if session_uuid is not None else str(uuid.uuid4())
         self.version = version
-        self._transport = OrmTransport(name, self.session_uuid, version, user=user)
+        from .remote import settings_from_env
+
+        self.base_url, api_key = settings_from_env(base_url, api_key)
+        if self.base_url:
+            # A remote deployment: every method goes over its REST API (no Django needed here).
+            from .remote import HttpTransport
+
+            self._transport = HttpTransport(name, self.session_uuid, version, base_url=self.base_url, api_key=api_key)
+        else:
+            self._transport = OrmTransport(name, self.session_uuid, version, user=user)
 
     def __repr__(self) -> str:
         return f"ChatModel({self.name!r}, session_uuid={self.session_uuid!r}, version={self.version!r})"

@@ -54,6 +54,12 @@ def settings_from_env(base_url: str | None, api_key: str | None) -> tuple[str | 
     return base_url or os.environ.get("CHATMODEL_BASE_URL") or None, api_key or os.environ.get("CHATMODEL_API_KEY")
 
 
+def timeout_from_env() -> httpx.Timeout:
+    """The HTTP timeouts: ``CHATMODEL_HTTP_TIMEOUT`` seconds to wait for the server's answer (default 120)."""
+    read = float(os.environ.get("CHATMODEL_HTTP_TIMEOUT") or DEFAULT_TIMEOUT.read)
+    return httpx.Timeout(connect=min(5.0, read), read=read, write=30.0, pool=10.0)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     headers = {"Accept": "application/json", "User-Agent": "chatmodel-app-client"}
     if api_key:
@@ -125,7 +131,10 @@ def response_from_http(response: httpx.Response) -> LLMResponse:
     """The LLMResponse of a run request, whatever its status."""
     body = _json(response)
     if isinstance(body, dict) and "error" in body and "content" in body:
-        return LLMResponse.from_dict(body)
+        result = LLMResponse.from_dict(body)
+        # Over HTTP the provider's object stays on the server: api_response is the server's JSON.
+        result.api_response = body
+        return result
     code, message = _detail(body, response)
     return LLMResponse(error=True, error_code=code, error_log=message)
 
@@ -188,6 +197,7 @@ class SSEReader:
             if isinstance(event.get("response"), dict):
                 final = LLMStreamResponse.from_dict({**event["response"], "content": "", "is_final": True})
                 final.events = [event]
+                final.api_response = event  # the server's terminal event (the provider's object stays there)
                 return final
             return _final_error(
                 event.get("error") or "run_failed", event.get("error_log") or "", self.session_uuid, self.run_uuid
@@ -216,14 +226,14 @@ class HttpTransport:
         *,
         base_url: str,
         api_key: str | None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | None = None,
     ) -> None:
         self.name = name
         self.session_uuid = session_uuid
         self.version = version
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
-        self.timeout = timeout
+        self.timeout = timeout or timeout_from_env()
         self._session_exists = False
         self._pinned: int | None = None  # the version number get_config saw, for the session it creates
 
@@ -248,9 +258,7 @@ class HttpTransport:
         return {"uuid": self.session_uuid, "version": version}
 
     def _after_create(self, response: httpx.Response) -> None:
-        if response.status_code == 409 and (_json(response) or {}).get("code") == "session_exists":
-            self._session_exists = True
-            return
+        # 201 created, 200 already ours; 409 session_exists: someone else's, which this key may not use.
         _raise_for(response)
         self._session_exists = True
 

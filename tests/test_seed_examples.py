@@ -32,10 +32,22 @@ get_weather_function = {
 class Backend:
     """Where the examples' chat models run: the offline demo model, or the fake server over HTTP."""
 
-    def __init__(self, name, make, fake_llm):
+    def __init__(self, name, make, fake_llm, transport="orm"):
         self.name = name
         self.make = make
         self.fake_llm = fake_llm
+        self.transport = transport
+
+    def check_transport(self, session: ChatModel) -> None:
+        """The session really went through the transport under test."""
+        from chatmodel_app.models import Session
+
+        owner = Session.objects.select_related("user").get(uuid=session.session_uuid).user
+        if self.transport == "http":
+            assert type(session._transport).__name__ == "HttpTransport"
+            assert owner is not None and owner.username == "remote-app"  # created by the REST API's token user
+        else:
+            assert type(session._transport).__name__ == "OrmTransport" and owner is None
 
     def chat_models(self, *names):
         for name in names:
@@ -48,11 +60,37 @@ class Backend:
                 self.fake_llm.enqueue(reply)
 
 
-@pytest.fixture(params=["offline", "fake"])
-def backend(request, make_chat_model, fake_chat_model, fake_llm):
-    make = make_chat_model if request.param == "offline" else fake_chat_model
-    backend = Backend(request.param, make, fake_llm)
+# The HTTP transport talks to a live server of the example project's URLs, which must see
+# committed data: those cases use a transactional test database.
+_REMOTE = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(
+    params=[
+        "offline-orm",
+        "fake-orm",
+        pytest.param("offline-http", marks=_REMOTE),
+        pytest.param("fake-http", marks=_REMOTE),
+    ]
+)
+def backend(request, make_chat_model, fake_chat_model, fake_llm, monkeypatch):
+    """A chat-model backend and a ChatModel transport: in-process ORM, or HTTP to a live server."""
+    model, transport = request.param.split("-")
+    make = make_chat_model if model == "offline" else fake_chat_model
+    backend = Backend(model, make, fake_llm, transport)
     backend.chat_models("simple_assistant", "say_hello_bot", "example")
+    if transport == "http":
+        # The examples stay as written: ChatModel(...) picks the HTTP transport from the environment.
+        from django.contrib.auth.models import Permission, User
+        from django.core.cache import cache
+        from rest_framework.authtoken.models import Token
+
+        live_server = request.getfixturevalue("live_server")
+        user = User.objects.create_user("remote-app")
+        user.user_permissions.add(Permission.objects.get(codename="view_version"))
+        cache.clear()  # run throttle counters
+        monkeypatch.setenv("CHATMODEL_BASE_URL", live_server.url)
+        monkeypatch.setenv("CHATMODEL_API_KEY", Token.objects.create(user=user).key)
     return backend
 
 
@@ -135,6 +173,7 @@ def test_run(backend, capsys):
     # --- end ---
     assert isinstance(res, LLMResponse) and not res.error
     assert capsys.readouterr().out == res.content + "\n"
+    backend.check_transport(session)
     assert res.content and res.raw_output == res.content
     assistant = Message.objects.get(session__uuid=session.session_uuid, role="assistant")
     assert assistant.content == res.content and assistant.pk == res.message_id
@@ -158,6 +197,7 @@ def test_stream(backend, capsys):
     assert len(lines) >= 3 and lines[-1] == ""
     stored = Message.objects.get(session__uuid=session.session_uuid, role="assistant").content
     assert "".join(lines) == stored
+    backend.check_transport(session)
     if backend.name == "fake":
         assert lines[:-1] == ["Hello,", " I'm", " a", " assistant."]
 
