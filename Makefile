@@ -28,14 +28,39 @@ demo: migrate
 
 # daphne is first in INSTALLED_APPS, so runserver serves ASGI (HTTP and websockets).
 run: demo
+	@echo "Chat page: http://$(HOST):$(PORT)/ (log in as demo / demo); admin: /admin/; API schema: /api/schema/"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install
-	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Debian's Chromium for the browser tests (tests/browser; Playwright's own browser download is not used).
+# Installed with apt-get when missing (apt-get update only when apt does not know the package yet);
+# without root or apt this fails with what to do, and so do the browser tests.
+CHATMODEL_CHROMIUM ?= /usr/bin/chromium
+export CHATMODEL_CHROMIUM
+.PHONY: browser-deps
+browser-deps:
+	@if [ -x "$(CHATMODEL_CHROMIUM)" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "Chromium is missing at $(CHATMODEL_CHROMIUM) and there is no apt-get: install Chromium and retry" \
+			"(or set CHATMODEL_CHROMIUM=/path/to/chromium)."; exit 1; fi; \
+	SUDO=""; if [ "$$(id -u)" != 0 ]; then \
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+			echo "Chromium is missing at $(CHATMODEL_CHROMIUM); installing it needs root:" \
+				"run 'sudo apt-get install -y chromium' and retry."; exit 1; fi; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-cache show chromium >/dev/null 2>&1 || $$SUDO apt-get update -q \
+		|| { echo "apt-get update failed."; exit 1; }; \
+	$$SUDO apt-get install -y -q chromium || { echo "apt-get install chromium failed."; exit 1; }; \
+	[ -x "$(CHATMODEL_CHROMIUM)" ] || { echo "chromium is installed but $(CHATMODEL_CHROMIUM) is missing."; exit 1; }
 
-# The same suite on PostgreSQL + Redis; fails (never skips) when they are not reachable.
-test-postgres: install
+# The multi-process scale-out tests need PostgreSQL + Redis: test-postgres runs them, this run deselects them.
+# The browser tests (tests/browser) run here and in test-postgres: Chromium is installed first.
+test: install browser-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not scaleout" $(PYTEST_ARGS)
+
+# The same suite on PostgreSQL + Redis, the scale-out tests (several workers, tests/test_scaleout.py) included;
+# fails (never skips) when they are not reachable.
+test-postgres: install browser-deps
 	$(PY) -c "import psycopg, sys; psycopg.connect('$(PG_URL)', connect_timeout=5).close()" \
 		|| { echo "PostgreSQL is not reachable at $(PG_URL)"; exit 1; }
 	$(PY) -c "import redis; redis.Redis.from_url('$(REDIS_URL_TEST)', socket_connect_timeout=5).ping()" \

@@ -1,0 +1,126 @@
+"""The example site's chat page, built on chatmodel_app's REST API and its websocket client (chatmodel.js)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from chatmodel_app import selectors, services
+from chatmodel_app.api.permissions import session_access
+from chatmodel_app.exceptions import ChatModelNotFound, SessionNotFound
+from chatmodel_app.models import Run, Session
+
+RECENT_SESSIONS = 10
+
+
+def _own_session(request: HttpRequest, session_uuid: Any) -> Session:
+    """The session if this user may chat in it (the REST API's rule); 404 as if it did not exist otherwise."""
+    try:
+        session = selectors.session_get(session_uuid=session_uuid)
+    except SessionNotFound:
+        raise Http404("No such session.") from None
+    if session_access(request.user, session) != "write":
+        raise Http404("No such session.")
+    return session
+
+
+@login_required(login_url="login")
+@require_GET
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """The chat page: pick a chat model, start or resume a session, and chat with it live."""
+    chat_models = services.chat_model_list()
+    session = _own_session(request, request.GET["session"]) if request.GET.get("session") else None
+    if session is not None:
+        chat_model = session.chat_model
+    elif request.GET.get("chat_model"):
+        try:
+            chat_model = selectors.chat_model_get(name=request.GET["chat_model"])
+        except ChatModelNotFound:
+            raise Http404("No such chat model.") from None
+    else:
+        # The first chat model that can start a session; new chat models appear once a version is published.
+        chat_model = next((c for c in chat_models if any(v.is_published for v in c.versions.all())), None)
+        chat_model = chat_model or (chat_models[0] if chat_models else None)
+
+    entries = [
+        {
+            "name": c.name,
+            "description": c.description,
+            "published": any(v.is_published for v in c.versions.all()),
+            "selected": chat_model is not None and c.pk == chat_model.pk,
+        }
+        for c in chat_models
+    ]
+    selected = next((e for e in entries if e["selected"]), None)
+    recent = []
+    if chat_model is not None:
+        sessions = services.session_list(user=request.user, chat_model=chat_model).filter(is_playground=False)
+        recent = list(sessions[:RECENT_SESSIONS])
+    config = {
+        "clientUrl": static("chatmodel_app/chatmodel.js"),
+        "markdownUrl": static("example/markdown.js"),
+        "csrfToken": get_token(request),
+        "chatModel": chat_model.name if chat_model is not None else None,
+        "canStart": bool(selected and selected["published"]),
+        "session": _session_json(session) if session is not None else None,
+        "chatPageUrl": reverse("chat"),
+        "createSessionUrl": (
+            reverse("chatmodel_api:session-create", args=[chat_model.name]) if chat_model is not None else None
+        ),
+        "runsUrl": reverse("chat-runs", args=["00000000-0000-0000-0000-000000000000"]),
+    }
+    context = {
+        "chat_models": entries,
+        "chat_model": selected,
+        "session": session,
+        "recent_sessions": recent,
+        "config": config,
+        "debug": settings.DEBUG,
+    }
+    return render(request, "example/chat.html", context)
+
+
+def _session_json(session: Session) -> dict[str, Any]:
+    return {"uuid": str(session.uuid), "chat_model": session.chat_model.name, "version": session.version.number}
+
+
+def _run_json(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": str(run.uuid),
+        "status": run.status,
+        "model": run.model,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "cost": run.cost,
+        "latency_ms": run.latency_ms,
+        "error": run.error,
+        "error_log": run.error_log,
+        "last_seq": run.last_seq,
+    }
+
+
+@login_required(login_url="login")
+@require_GET
+def session_runs(request: HttpRequest, session_uuid: str) -> JsonResponse:
+    """Tokens, cost and outcome of the session's runs, so a reloaded page shows them for every turn."""
+    session = _own_session(request, session_uuid)
+    return JsonResponse({"results": [_run_json(run) for run in selectors.session_runs(session=session)]})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, on the example site's own page (it names the demo account in development)."""
+
+    template_name = "example/login.html"
+    next_page = "chat"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "debug": settings.DEBUG}
