@@ -18,11 +18,16 @@ def check_settings(app_configs=None, **kwargs) -> list:
             errors.append(Error(f"{name} must be a positive number; got {value!r}.", id="chatmodel_app.E001"))
     timeout = getattr(settings, "CHATMODEL_TIMEOUT", DEFAULTS["CHATMODEL_TIMEOUT"])
     lease = getattr(settings, "CHATMODEL_RUN_LEASE_SECONDS", DEFAULTS["CHATMODEL_RUN_LEASE_SECONDS"])
-    if not errors and lease <= timeout:
+    retries = getattr(settings, "CHATMODEL_NUM_RETRIES", DEFAULTS["CHATMODEL_NUM_RETRIES"])
+    # A call that is not streamed renews no lease, and LiteLLM retries a timed-out call: the worst case is
+    # (retries + 1) full timeouts, and the lease must outlast it.
+    worst = timeout * (int(retries) + 1) if isinstance(retries, int) and retries >= 0 else timeout
+    if not errors and lease <= worst:
         errors.append(
             Error(
-                f"CHATMODEL_RUN_LEASE_SECONDS ({lease}) must be longer than CHATMODEL_TIMEOUT ({timeout}), "
-                "or a slow model call would lose its session to another run.",
+                f"CHATMODEL_RUN_LEASE_SECONDS ({lease}) must be longer than CHATMODEL_TIMEOUT x "
+                f"(CHATMODEL_NUM_RETRIES + 1) ({timeout} x {int(retries) + 1} = {worst}), or a slow model call "
+                "would lose its session to another run.",
                 id="chatmodel_app.E002",
             )
         )

@@ -118,6 +118,8 @@ if os.environ.get("CHATMODEL_RUN_LEASE_SECONDS"):
     CHATMODEL_RUN_LEASE_SECONDS = int(os.environ["CHATMODEL_RUN_LEASE_SECONDS"])
 if os.environ.get("CHATMODEL_TIMEOUT"):
     CHATMODEL_TIMEOUT = float(os.environ["CHATMODEL_TIMEOUT"])
+if os.environ.get("CHATMODEL_NUM_RETRIES"):
+    CHATMODEL_NUM_RETRIES = int(os.environ["CHATMODEL_NUM_RETRIES"])
 
 LOGGING = {
     "version": 1,

@@ -25,6 +25,13 @@ def test_e002_lease_shorter_than_timeout():
     assert "chatmodel_app.E002" in ids()
 
 
+@override_settings(CHATMODEL_TIMEOUT=60, CHATMODEL_NUM_RETRIES=2, CHATMODEL_RUN_LEASE_SECONDS=150)
+def test_e002_lease_shorter_than_the_retried_call():
+    assert "chatmodel_app.E002" in ids()
+    with override_settings(CHATMODEL_RUN_LEASE_SECONDS=181):
+        assert "chatmodel_app.E002" not in ids()
+
+
 @override_settings(CHATMODEL_ALLOWED_PARAMS=["temperature", "api_base"])
 def test_e003_callers_may_not_choose_provider_settings():
     assert "chatmodel_app.E003" in ids()

@@ -42,6 +42,8 @@ def site(tmp_path_factory):
     env = {
         "CHATMODEL_RUN_LEASE_SECONDS": str(LEASE_SECONDS),
         "CHATMODEL_TIMEOUT": "2",
+        # The lease must outlast TIMEOUT x (NUM_RETRIES + 1) (check E002); the offline model never retries.
+        "CHATMODEL_NUM_RETRIES": "0",
         "CHATMODEL_OFFLINE_TOKEN_DELAY": str(TOKEN_DELAY),
     }
     with live_site(tmp_path_factory.mktemp("scaleout"), redis_db=14, env=env) as site:
