@@ -71,9 +71,9 @@ def check_provider_keys(app_configs=None, **kwargs) -> list:
 
     try:
         published = list(
-            Version.objects.filter(is_published=True).select_related("chat_model").only(
-                "number", "model", "fallbacks", "chat_model__name"
-            )
+            Version.objects.filter(is_published=True)
+            .select_related("chat_model")
+            .only("number", "model", "fallbacks", "chat_model__name")
         )
     except DatabaseError:  # not migrated yet: nothing is published
         return []

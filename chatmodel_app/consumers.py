@@ -29,7 +29,7 @@ from .ws_auth import AUTH_FAILED_KEY
 
 logger = logging.getLogger("chatmodel_app")
 
-# Close codes of a refused socket (sent before accept(); see docs/websocket.md for what clients see).
+# Close codes of a refused socket (sent before accept(); the README's websocket section says what clients see).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 

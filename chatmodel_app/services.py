@@ -150,9 +150,7 @@ def messages_add(
             first_seq, failed_run_seq = _allocate(session, n)
             if idempotency_key:
                 # Checked under the session's row lock (taken by _allocate), so two retries cannot both store.
-                stored = list(
-                    Message.objects.filter(session=session, idempotency_key=idempotency_key).order_by("seq")
-                )
+                stored = list(Message.objects.filter(session=session, idempotency_key=idempotency_key).order_by("seq"))
                 if stored:
                     raise _Retry(stored)
             if conf.DEDUPE_RETRIED_MESSAGES and failed_run_seq == first_seq - 1 and first_seq > n:

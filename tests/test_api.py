@@ -642,7 +642,7 @@ def test_run_is_throttled_by_scope(chat_model, alice, bob, settings):
 
 
 def test_the_status_of_each_run_outcome():
-    """The documented mapping (docs/rest.md), which the Python HTTP client relies on."""
+    """The documented mapping (the README's REST API section), which the Python HTTP client relies on."""
     from chatmodel_app.api.errors import run_status
     from chatmodel_app.types import LLMResponse
 

@@ -48,7 +48,7 @@ EXCEPTION_STATUS: tuple[tuple[type[ChatModelError], int], ...] = (
 
 
 def run_status(response: LLMResponse) -> int:
-    """The HTTP status of a run's ``LLMResponse`` (documented in docs/rest.md)."""
+    """The HTTP status of a run's ``LLMResponse`` (documented in the README's REST API section)."""
     if not response.error:
         return status.HTTP_200_OK
     code = response.error_code or ""

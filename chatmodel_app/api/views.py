@@ -248,7 +248,10 @@ class MessagesView(ChatModelAPIView):
         parameters=[
             SESSION_UUID,
             OpenApiParameter(
-                "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
                 description="Makes retrying this call safe (1-128 characters).",
             ),
         ],
@@ -410,7 +413,7 @@ class SchemaView(SpectacularAPIView):
     permission_classes = [AllowAny]
     custom_settings = {
         "TITLE": "chatmodel_app API",
-        "DESCRIPTION": "Chat models, sessions, messages and runs. Errors and status codes: see docs/rest.md.",
+        "DESCRIPTION": "Chat models, sessions, messages and runs. Errors and status codes: see the README (REST API).",
         "VERSION": "1",
         # 3.1: full JSON Schema, so each SSE event's JSON can be described (contentSchema).
         "OAS_VERSION": "3.1.0",

@@ -178,8 +178,9 @@ def _router_call(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     models = [request["model"], *[m for m in request["fallbacks"] if m != request["model"]]]
     deployments = []
     for i, model in enumerate(models):
-        params = _prepare({"model": model, **({"api_base": request["api_base"]} if i == 0 and request.get(
-            "api_base") else {})})
+        params = _prepare(
+            {"model": model, **({"api_base": request["api_base"]} if i == 0 and request.get("api_base") else {})}
+        )
         params = {k: v for k, v in params.items() if k in ("model", "api_base", "api_key")}
         deployments.append({"model_name": model, "litellm_params": params})
     key = (repr(deployments), request.get("num_retries"))
