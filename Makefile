@@ -75,5 +75,14 @@ format: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# Benchmarks: scripts, not timed tests (docs/bench.md). `bench` measures everything (about 20 minutes, on a quiet
+# machine) and writes bench/RESULTS.md; `bench-smoke` runs every script tiny (well under a minute) so they keep
+# working, and writes bench/out/RESULTS-smoke.md. PostgreSQL rows use BENCH_POSTGRES_URL (default: the local server).
+bench: install
+	$(PY) -m bench
+
+bench-smoke: install
+	$(PY) -m bench --smoke
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest-db*.sqlite3*
