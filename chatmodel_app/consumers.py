@@ -252,6 +252,16 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     # --- events out ---------------------------------------------------------------------------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Forward group events straight away; everything else as Channels does."""
+        if message.get("type") == events.GROUP_MESSAGE_TYPE:
+            # Channels runs close_old_connections on the worker's one database thread before every
+            # handler; forwarding an event touches no database, and under many streams every delta
+            # would queue behind every run's queries for it (bench item 4).
+            await self.chatmodel_event(message)
+            return
+        await super().dispatch(message)
+
     async def chatmodel_event(self, message: dict[str, Any]) -> None:
         """A run or messages event published to the session's group: pass it on as is."""
         await self.send_json(message["event"])
