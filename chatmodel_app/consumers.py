@@ -19,12 +19,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ImproperlyConfigured
 
-from . import events, services
-from .api.permissions import session_access
+from . import events, services, validation
+from .access import session_access
 from .conf import conf
 from .exceptions import ChatModelError
 from .models import Session
 from .selectors import session_get
+from .services import double_texting, live
 from .ws_auth import AUTH_FAILED_KEY
 
 logger = logging.getLogger("chatmodel_app")
@@ -36,8 +37,11 @@ CLOSE_NOT_FOUND = 4404
 # Socket-local events (only the socket concerned gets them); run events come from events.py.
 PONG = "pong"
 ERROR = "error"
+RESUMED = "resumed"
+QUEUED = "messages.queued"
 
-_RUN_OPTIONS = frozenset({"type", "request_id", "stream", "functions", "tools"})
+# The envelope of every frame; the rest of a run frame is the run request, as a REST run's body.
+_FRAME_KEYS = frozenset({"type", "request_id"})
 _REQUEST_ID_MAX = 200
 
 # Runs started by sockets, referenced here so they finish (and are stored) after their socket is gone.
@@ -122,9 +126,16 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         self.session, self.can_act = access
         self.group = events.group_name(self.session.uuid)
+        # Rejoin state: per run, the seq of the snapshot this socket got (its events up to it are dropped),
+        # and the events held back while another worker's snapshot is on its way.
+        self.snapshot_seq: dict[str, int] = {}
+        self.held: dict[str, list[dict[str, Any]]] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.connected = True
+        await live.listen()
         await self.accept()
+        # A socket that connects mid-run gets the text so far first, then the live events.
+        await self.rejoin(announce_idle=False)
 
     async def disconnect(self, code: int) -> None:
         """Leave the group; the socket's runs go on and are stored (unless streamed runs follow their socket)."""
@@ -152,7 +163,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: the decoder's answer to JSON nested too deep.
             await self.send_error("invalid_json", f"The frame is not JSON: {exc}.")
             return
         if not isinstance(content, dict):
@@ -163,20 +175,25 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         """Dispatch a client frame by its ``type``."""
         request_id = _request_id(content.get("request_id"))
-        handler = {
+        frame_type = content.get("type")
+        handlers = {
             "add_messages": self.on_add_messages,
             "run": self.on_run,
             "cancel": self.on_cancel,
             "ping": self.on_ping,
-        }.get(content.get("type"))
+            "resume": self.on_resume,
+        }
+        # Only a string can name a handler (a list is not even hashable).
+        handler = handlers.get(frame_type) if isinstance(frame_type, str) else None
         if handler is None:
             await self.send_error(
                 "unknown_type",
-                f"Unknown frame type {content.get('type')!r}; expected add_messages, run, cancel or ping.",
+                f"Unknown frame type {frame_type!r}; expected add_messages, run, cancel, resume or ping.",
                 request_id=request_id,
             )
             return
-        if handler is not self.on_ping and not self.can_act:
+        # By name: bound methods are new objects on every access, so ``is`` would never match.
+        if frame_type not in ("ping", "resume") and not self.can_act:
             message = "Staff may watch other users' sessions but not change them."
             await self.send_error("forbidden", message, request_id=request_id)
             return
@@ -189,10 +206,21 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("internal_error", "The server failed on this frame.", request_id=request_id)
 
     async def on_add_messages(self, content: dict[str, Any], request_id: Any) -> None:
-        """Store the messages; every socket gets the ``messages.added`` event from the pipeline."""
-        await database_sync_to_async(services.messages_add)(
-            session=self.session, messages=content.get("messages"), allowed_roles=conf.API_ALLOWED_ROLES
+        """Store the messages; every socket gets the ``messages.added`` event from the pipeline.
+
+        While a run is active the version's double-texting policy applies (or ``double_texting``, if it
+        allows that one): this socket gets ``messages.queued`` for an enqueue; a run it starts streams to all.
+        """
+        submitted = await database_sync_to_async(double_texting.messages_submit)(
+            session=self.session,
+            messages=content.get("messages"),
+            allowed_roles=conf.API_ALLOWED_ROLES,
+            double_texting=content.get("double_texting"),
         )
+        if submitted.run == "queued":
+            await self.send_local(QUEUED, double_texting=submitted.policy, request_id=request_id)
+        elif submitted.run == "start":
+            double_texting.astart_run(session=self.session)
 
     async def on_run(self, content: dict[str, Any], request_id: Any) -> None:
         """Start a run in a task of its own, so this socket keeps reading frames (cancel) meanwhile."""
@@ -200,7 +228,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(stream, bool):
             await self.send_error("invalid_params", "stream must be true or false.", request_id=request_id)
             return
-        params = {k: v for k, v in content.items() if k not in _RUN_OPTIONS}
+        params = validation.run_request_params({k: v for k, v in content.items() if k not in _FRAME_KEYS})
         task = asyncio.create_task(
             self._drive_run(
                 stream=stream,
@@ -224,6 +252,57 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def on_ping(self, content: dict[str, Any], request_id: Any) -> None:
         """Answer ``pong``."""
         await self.send_local(PONG, request_id=request_id)
+
+    async def on_resume(self, content: dict[str, Any], request_id: Any) -> None:
+        """Send the active run's ``run.snapshot`` (its text so far), then its live events; or ``resumed`` if idle."""
+        await self.rejoin(announce_idle=True, request_id=request_id)
+
+    # --- rejoining a live run -----------------------------------------------------------------
+
+    async def rejoin(self, *, announce_idle: bool, request_id: Any = None) -> None:
+        run = await database_sync_to_async(live.active_run)(session_id=self.session.pk)
+        if run is None:
+            if announce_idle:
+                await self.send_local(RESUMED, request_id=request_id)
+            return
+        run_id = str(run.uuid)
+        self.held.setdefault(run_id, [])
+        snap = await live.snapshot(run, reply_to=self.channel_name)
+        if snap is not None:
+            await self.apply_snapshot(snap)
+            return
+        # Asked the run's worker: its answer comes to this channel (chatmodel_snapshot); the row if it never does.
+        asyncio.get_running_loop().call_later(
+            live.SNAPSHOT_TIMEOUT, lambda: asyncio.ensure_future(self.snapshot_timeout(run))
+        )
+
+    async def apply_snapshot(self, snap: dict[str, Any]) -> None:
+        run_id = snap["run_id"]
+        held = self.held.pop(run_id, [])
+        seq = snap.get("seq") or 0
+        self.snapshot_seq[run_id] = seq
+        await self.send_json(snap)
+        for event in held:
+            await self.forward(event)
+
+    async def chatmodel_snapshot(self, message: dict[str, Any]) -> None:
+        """The answer of the worker running a run this socket rejoins."""
+        run_id = str(message.get("run_id"))
+        if run_id not in self.held:
+            return
+        snap = message.get("snapshot")
+        if snap is None:
+            run = await database_sync_to_async(live.run_with_session)(run_id=run_id)
+            snap = live.stored_snapshot(run) if run is not None else None
+        if snap is None:
+            for event in self.held.pop(run_id, []):
+                await self.forward(event)
+            return
+        await self.apply_snapshot(snap)
+
+    async def snapshot_timeout(self, run: Any) -> None:
+        if str(run.uuid) in self.held:
+            await self.chatmodel_snapshot({"run_id": str(run.uuid), "snapshot": None})
 
     async def _drive_run(self, *, stream: bool, functions: Any, tools: Any, params: dict, request_id: Any) -> None:
         # The run's events reach every socket (this one too) through the group; here the run is only
@@ -260,11 +339,29 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             # would queue behind every run's queries for it (bench item 4).
             await self.chatmodel_event(message)
             return
+        if message.get("type") == live.SNAPSHOT_REPLY:
+            await self.chatmodel_snapshot(message)
+            return
         await super().dispatch(message)
 
     async def chatmodel_event(self, message: dict[str, Any]) -> None:
-        """A run or messages event published to the session's group: pass it on as is."""
-        await self.send_json(message["event"])
+        """A run or messages event published to the session's group: pass it on (after a rejoin, once)."""
+        event = message["event"]
+        run_id = event.get("run_id")
+        if run_id in self.held:
+            self.held[run_id].append(event)
+            return
+        await self.forward(event)
+
+    async def forward(self, event: dict[str, Any]) -> None:
+        run_id = event.get("run_id")
+        floor = self.snapshot_seq.get(run_id) if run_id else None
+        if floor is not None:
+            if event.get("seq", 0) <= floor:
+                return  # the snapshot already carried it
+            if event.get("type") in (events.RUN_COMPLETED, events.RUN_FAILED):
+                del self.snapshot_seq[run_id]
+        await self.send_json(event)
 
     async def send_local(self, type_: str, **data: Any) -> None:
         """Send an event to this socket only (``run_id`` null, ``seq`` counting this socket's own events)."""

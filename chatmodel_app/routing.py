@@ -5,5 +5,7 @@ from django.urls import path
 from .consumers import SessionConsumer
 
 websocket_urlpatterns = [
-    path("ws/chatmodel/sessions/<uuid:session_uuid>/", SessionConsumer.as_asgi(), name="chatmodel-session-ws"),
+    # ``str``, not ``uuid``: a path with a malformed uuid reaches the consumer, which refuses it as unknown
+    # (close 4404), instead of failing the handshake with "no route found".
+    path("ws/chatmodel/sessions/<str:session_uuid>/", SessionConsumer.as_asgi(), name="chatmodel-session-ws"),
 ]

@@ -5,18 +5,23 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 
-from .exceptions import ChatModelNotFound, SessionNotFound, VersionNotFound
+from .exceptions import ChatModelNotFound, InvalidParams, SessionNotFound, SessionOfOtherChatModel, VersionNotFound
 from .llm.messages import to_log
 from .models import ChatModel, Message, Session, Version
 from .types import ChatModelConfig
+from .validation import text_check
 
 VersionSpec = str | int | None
 
 
 def chat_model_get(*, name: str) -> ChatModel:
     """The chat model called ``name``, or ChatModelNotFound."""
+    # A NUL or a lone surrogate cannot even be looked up on PostgreSQL: refused here, for every door.
+    if isinstance(name, str):
+        text_check(name, "name", InvalidParams)
     try:
         return ChatModel.objects.get(name=name)
     except ChatModel.DoesNotExist:
@@ -57,12 +62,12 @@ def session_get(*, session_uuid: Any, chat_model: ChatModel | None = None) -> Se
         session = Session.objects.select_related("chat_model", "version").get(uuid=session_uuid)
     except (Session.DoesNotExist, ValueError, TypeError):
         raise SessionNotFound(f"No session {session_uuid}.") from None
-    except Exception as exc:  # a malformed uuid string raises ValidationError
-        if exc.__class__.__name__ == "ValidationError":
-            raise SessionNotFound(f"{session_uuid!r} is not a session uuid.") from None
-        raise
+    except DjangoValidationError:  # a malformed uuid string
+        raise SessionNotFound(f"{session_uuid!r} is not a session uuid.") from None
     if chat_model is not None and session.chat_model_id != chat_model.pk:
-        raise SessionNotFound(f"Session {session_uuid} belongs to another chat model ({session.chat_model.name!r}).")
+        raise SessionOfOtherChatModel(
+            f"Session {session_uuid} belongs to another chat model ({session.chat_model.name!r})."
+        )
     return session
 
 
@@ -103,6 +108,39 @@ def config_build(*, version: Version, session: Session | None = None) -> ChatMod
         },
         message_logs=logs,
     )
+
+
+def chat_model_list() -> list[ChatModel]:
+    """Every chat model, each with its versions prefetched (newest first)."""
+    return list(ChatModel.objects.prefetch_related("versions").order_by("name"))
+
+
+def session_list(*, user: Any, chat_model: ChatModel | None = None) -> QuerySet[Session]:
+    """The sessions ``user`` created (none for an anonymous user), newest first, as a queryset."""
+    if not getattr(user, "is_authenticated", False):
+        return Session.objects.none()
+    sessions = Session.objects.select_related("chat_model", "version").filter(user=user)
+    if chat_model is not None:
+        sessions = sessions.filter(chat_model=chat_model)
+    return sessions.order_by("-created_at", "-pk")
+
+
+def message_page(
+    *,
+    session: Session,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int = 50,
+    order: str = "asc",
+) -> tuple[list[Message], bool]:
+    """A page of the session's messages by ``seq``, strictly between ``after`` and ``before``; and if more follow."""
+    messages = Message.objects.filter(session=session).select_related("run")
+    if after is not None:
+        messages = messages.filter(seq__gt=after)
+    if before is not None:
+        messages = messages.filter(seq__lt=before)
+    rows = list(messages.order_by("-seq" if order == "desc" else "seq")[: limit + 1])
+    return rows[:limit], len(rows) > limit
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -155,6 +193,119 @@ def chat_model_usage(*, chat_model: ChatModel | None = None, now: Any = None) ->
         .order_by("-runs_30", "name")
     )
     return list(rows)
+
+
+def _runs_failed(prefix: str = "") -> Any:
+    """A Q for runs that failed or stopped short (``prefix`` reaches them from another model)."""
+    from django.db.models import Q
+
+    from .models import Run
+
+    return Q(**{f"{prefix}status__in": [Run.Status.FAILED, Run.Status.INCOMPLETE]})
+
+
+def version_choices(*, chat_model_id: int, limit: int = 100) -> list[tuple[int, int]]:
+    """(pk, number) of a chat model's newest ``limit`` versions, newest first."""
+    versions = Version.objects.filter(chat_model_id=chat_model_id).order_by("-number")
+    return list(versions.values_list("pk", "number")[:limit])
+
+
+def versions_annotate_in_use(versions: QuerySet[Version]) -> QuerySet[Version]:
+    """``versions`` with ``_in_use``: whether each has served a session (and so is read-only)."""
+    from django.db.models import Exists, OuterRef
+
+    return versions.annotate(_in_use=Exists(Session.objects.filter(version=OuterRef("pk"))))
+
+
+def chat_models_annotate_versions(chat_models: QuerySet[ChatModel]) -> QuerySet[ChatModel]:
+    """``chat_models`` with ``_version_count`` and ``published`` (their published versions, by number)."""
+    from django.db.models import Count, Prefetch
+
+    published = Version.objects.filter(is_published=True).order_by("number")
+    return chat_models.annotate(_version_count=Count("versions")).prefetch_related(
+        Prefetch("versions", queryset=published, to_attr="published")
+    )
+
+
+def chat_model_versions(*, chat_model: ChatModel, limit: int) -> list[Version]:
+    """The chat model's newest ``limit`` versions, newest first, with their authors and ``_in_use``."""
+    versions = Version.objects.filter(chat_model=chat_model).select_related("created_by").order_by("-number")
+    return list(versions_annotate_in_use(versions)[:limit])
+
+
+def publish_history(*, chat_model: ChatModel, limit: int = 20) -> list[Any]:
+    """The chat model's newest ``limit`` publishes and unpublishes, with their versions and users."""
+    from .models import PublishRecord
+
+    records = PublishRecord.objects.filter(version__chat_model=chat_model).select_related("version", "user")
+    return list(records[:limit])
+
+
+def versions_by_number(*, chat_model: ChatModel, numbers: list[int]) -> dict[int, Version]:
+    """The chat model's versions with these numbers, by number (missing numbers are left out)."""
+    return {v.number: v for v in Version.objects.filter(chat_model=chat_model, number__in=numbers)}
+
+
+def version_latest(*, chat_model_id: int) -> Version | None:
+    """The chat model's newest version, or None when it has none (or there is no such chat model)."""
+    return Version.objects.filter(chat_model_id=chat_model_id).order_by("-number").first()
+
+
+def version_diff_targets(*, version: Version) -> dict[str, int | None]:
+    """Numbers to compare a version with: the one before it, and the first other published one."""
+    others = Version.objects.filter(chat_model_id=version.chat_model_id)
+    previous = others.filter(number__lt=version.number).order_by("-number").values_list("number", flat=True)
+    published = others.filter(is_published=True).exclude(pk=version.pk).order_by("number")
+    return {
+        "previous": previous.first(),
+        "published": published.values_list("number", flat=True).first(),
+    }
+
+
+def versions_published(*, chat_model_ids: Any) -> list[Version]:
+    """The published versions of these chat models, with their chat models, by chat model name and number."""
+    versions = Version.objects.filter(chat_model__in=chat_model_ids, is_published=True).select_related("chat_model")
+    return list(versions.order_by("chat_model__name", "number"))
+
+
+def sessions_filter_failed_runs(sessions: QuerySet[Session], *, failed: bool) -> QuerySet[Session]:
+    """The ``sessions`` with a failed run (``failed``), or with none."""
+    from django.db.models import Exists, OuterRef
+
+    from .models import Run
+
+    has_failed = Exists(Run.objects.filter(_runs_failed(), session=OuterRef("pk")))
+    return sessions.filter(has_failed if failed else ~has_failed)
+
+
+def session_failed_runs(*, session: Session, first_seq: int, last_seq: int) -> list[Any]:
+    """The session's failed runs that were given messages up to a seq from first_seq to last_seq, oldest first."""
+    from .models import Run
+
+    runs = Run.objects.filter(_runs_failed(), session=session, last_seq__gte=first_seq, last_seq__lte=last_seq)
+    return list(runs.order_by("created_at"))
+
+
+def session_run_totals(*, session: Session) -> dict[str, Any]:
+    """The session's runs, failed runs, prompt and completion tokens, and cost (None when no run knows it)."""
+    from django.db.models import Count, Sum
+    from django.db.models.functions import Coalesce
+
+    from .models import Run
+
+    return Run.objects.filter(session=session).aggregate(
+        runs=Count("pk"),
+        failed=Count("pk", filter=_runs_failed()),
+        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+        cost=Sum("cost"),
+    )
+
+
+def playground_session_get(*, version: Version, session_uuid: Any) -> Session | None:
+    """The admin playground session ``session_uuid`` on this version, or None."""
+    sessions = Session.objects.filter(uuid=session_uuid, version=version, is_playground=True)
+    return sessions.select_related("chat_model", "version").first()
 
 
 # --- a session's runs (the example chat page) ------------------------------------------------------

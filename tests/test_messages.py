@@ -4,8 +4,9 @@ import pytest
 
 from chatmodel_app import ChatModel
 from chatmodel_app.exceptions import InvalidMessages, InvalidParams
-from chatmodel_app.llm.messages import normalise_tools, to_log, to_provider, validate_messages
+from chatmodel_app.llm.messages import to_log, to_provider
 from chatmodel_app.models import Message
+from chatmodel_app.validation import normalise_tools, validate_messages
 
 LIMITS = {"max_messages": 3, "max_chars": 20}
 

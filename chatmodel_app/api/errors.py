@@ -1,50 +1,42 @@
-"""The one place domain errors become HTTP statuses: run outcomes and exceptions alike."""
+"""The one place domain errors become HTTP statuses: run outcomes and exceptions alike.
+
+Statuses come from the registry in ``chatmodel_app.exceptions``. Every error response also names its
+code in the ``Chatmodel-Error-Code`` header, whatever its body: field errors keep DRF's shape
+(``{"temperature": ["..."]}``), so the header is where a client reads the code the websocket and the
+Python API would give for the same input.
+"""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from django.conf import settings
 from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..exceptions import (
-    ChatModelError,
-    ChatModelNotFound,
-    ContextTooLong,
-    InvalidMessages,
-    InvalidParams,
-    SessionBusy,
-    SessionNotFound,
-    VersionNotFound,
-)
+from ..exceptions import ERROR_CODES, ChatModelError, InvalidMessages, InvalidParams, RequestTooLarge, http_status
 from ..types import LLMResponse
 
+ERROR_CODE_HEADER = "Chatmodel-Error-Code"
+
 # A run refused before the model was called: the caller's request (or the session's state) is at fault.
-REFUSED_RUN_STATUS: dict[str, int] = {
-    "invalid_params": status.HTTP_400_BAD_REQUEST,
-    "invalid_messages": status.HTTP_400_BAD_REQUEST,
-    "context_window_exceeded": status.HTTP_400_BAD_REQUEST,
-    "session_busy": status.HTTP_409_CONFLICT,
-    "session_not_found": status.HTTP_404_NOT_FOUND,
-    "chat_model_not_found": status.HTTP_404_NOT_FOUND,
-    "version_not_found": status.HTTP_404_NOT_FOUND,
-}
+REFUSED_RUN_STATUS: dict[str, int] = {code: entry.http_status for code, entry in ERROR_CODES.items()}
 # A run whose model call failed: upstream trouble, so a gateway status (proxies and clients retry on these).
 UPSTREAM_STATUS = status.HTTP_502_BAD_GATEWAY
 UPSTREAM_TIMEOUT_STATUS = status.HTTP_504_GATEWAY_TIMEOUT
 # Failures of this server itself, whether before or after the model call.
-SERVER_ERROR_CODES = frozenset({"database_error", "internal_error", "lease_lost"})
+SERVER_ERROR_CODES = frozenset(code for code, entry in ERROR_CODES.items() if entry.http_status == 500)
 
-EXCEPTION_STATUS: tuple[tuple[type[ChatModelError], int], ...] = (
-    (ChatModelNotFound, status.HTTP_404_NOT_FOUND),
-    (SessionNotFound, status.HTTP_404_NOT_FOUND),
-    (VersionNotFound, status.HTTP_404_NOT_FOUND),
-    (SessionBusy, status.HTTP_409_CONFLICT),
-    (ContextTooLong, status.HTTP_400_BAD_REQUEST),
-    (InvalidMessages, status.HTTP_400_BAD_REQUEST),
-    (InvalidParams, status.HTTP_400_BAD_REQUEST),
-)
+
+class FieldErrors(exceptions.ValidationError):
+    """An input serializer's field errors, with the registry code of the input they refuse."""
+
+    def __init__(self, detail: Any, *, error_code: str) -> None:
+        super().__init__(detail)
+        self.error_code = error_code
 
 
 def run_status(response: LLMResponse) -> int:
@@ -56,7 +48,7 @@ def run_status(response: LLMResponse) -> int:
         return status.HTTP_500_INTERNAL_SERVER_ERROR
     if response.run_uuid is None:
         # No run record: the pipeline refused the request before calling the model.
-        return REFUSED_RUN_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
+        return http_status(code)
     if code == "timeout":
         return UPSTREAM_TIMEOUT_STATUS
     return UPSTREAM_STATUS
@@ -67,25 +59,61 @@ def run_body(response: LLMResponse) -> dict[str, Any]:
     return LLMResponse.to_dict(response)
 
 
+def run_response(response: LLMResponse) -> Response:
+    """A run's ``LLMResponse`` as an HTTP response: its fields, its status, and its code in the header."""
+    headers = {ERROR_CODE_HEADER: response.error_code or "error"} if response.error else None
+    return Response(run_body(response), status=run_status(response), headers=headers)
+
+
 def exception_status(exc: ChatModelError) -> int:
     """The HTTP status of a domain exception raised outside a run."""
-    for cls, code in EXCEPTION_STATUS:
-        if isinstance(exc, cls):
-            return code
-    return REFUSED_RUN_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST)
+    return http_status(exc)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF exception handler of the API views: domain errors by ``exception_status``, DRF's own as DRF does."""
-    if isinstance(exc, InvalidMessages):
-        exc = exceptions.ValidationError({"messages": [exceptions.ErrorDetail(str(exc), code=exc.code)]})
-    elif isinstance(exc, InvalidParams):
-        exc = exceptions.ValidationError({"non_field_errors": [exceptions.ErrorDetail(str(exc), code=exc.code)]})
+    """DRF exception handler of the API views: domain errors by the registry, DRF's own as DRF does."""
+    code: str | None = None
+    if isinstance(exc, InvalidMessages | InvalidParams):
+        code = exc.code
+        field = "messages" if isinstance(exc, InvalidMessages) else "non_field_errors"
+        exc = exceptions.ValidationError({field: [exceptions.ErrorDetail(str(exc), code=exc.code)]})
     elif isinstance(exc, ChatModelError):
-        return Response({"detail": str(exc), "code": exc.code}, status=exception_status(exc))
+        response = Response({"detail": str(exc), "code": exc.code}, status=exception_status(exc))
+        response[ERROR_CODE_HEADER] = exc.code
+        return response
+    elif isinstance(exc, FieldErrors):
+        code = exc.error_code
     response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and set(response.data) == {"detail"}:
+    if response is None:
+        return None
+    if response.status_code == status.HTTP_400_BAD_REQUEST and code is not None:
+        response.status_code = http_status(code)
+    if isinstance(response.data, dict) and set(response.data) == {"detail"}:
         # Every error with a ``detail`` also says which one it is, as domain errors do.
         codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
         response.data["code"] = codes if isinstance(codes, str) else "error"
+        code = code or response.data["code"]
+    response[ERROR_CODE_HEADER] = code or "error"
     return response
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser, refusing bodies over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413).
+
+    DRF reads the request stream itself, so Django's own limit never applies to API bodies.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and stream is not None:
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise RequestTooLarge(
+                    f"The request body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).", field="body"
+                )
+            stream = io.BytesIO(body)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            # The JSON decoder gives up on deep nesting with RecursionError, which is not a ValueError.
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None

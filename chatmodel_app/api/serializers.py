@@ -1,23 +1,22 @@
 """Input serializers check a request's shape; output serializers say (and document) what comes back.
 
-The rules themselves (roles, limits, parameter bounds, tool schemas) live in ``services.py`` and
-``llm.messages``; the input serializers call them so a bad request gets DRF's field errors.
+The rules themselves (roles, limits, parameter bounds, tool schemas) live in ``chatmodel_app.validation``;
+the input serializers call them so a bad request gets DRF's field errors. Each input serializer names the
+error code (``error_code``) its field errors have, so REST reports the code the other doors report.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import services
+from .. import validation
 from ..conf import conf
-from ..exceptions import InvalidParams
-from ..llm.messages import normalise_tools
-from ..models import ChatModel, Session
+from ..exceptions import ChatModelError, InvalidMessages, InvalidParams
+from ..models import ChatModel, Session, Version
 
 # --- input -----------------------------------------------------------------------------------------
 
@@ -105,13 +104,18 @@ class VersionSpecField(serializers.Field):
         return value
 
 
-def _check_size(value: Any) -> None:
-    """Refuse JSON values longer than a message may be: they are stored and sent back on every read."""
-    if len(json.dumps(value, default=str)) > conf.MAX_MESSAGE_CHARS:
-        raise serializers.ValidationError(f"Larger than {conf.MAX_MESSAGE_CHARS} characters as JSON.")
+def field_error(exc: ChatModelError) -> serializers.ValidationError:
+    """A domain error as a DRF field error that keeps its code (``errors.py`` reads it back)."""
+    return serializers.ValidationError(serializers.ErrorDetail(str(exc), code=exc.code))
 
 
-class SessionCreateSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer):
+    """Base of the input serializers: ``error_code`` is the code of their field errors."""
+
+    error_code = InvalidParams.code
+
+
+class SessionCreateSerializer(InputSerializer):
     """``POST /api/chat-models/<name>/sessions/``."""
 
     version = VersionSpecField(required=False, default="deploy")
@@ -123,12 +127,16 @@ class SessionCreateSerializer(serializers.Serializer):
     )
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
-        _check_size(value)
+        # Stored and sent back on every read, so bounded like a message.
+        try:
+            validation.json_check(value, "", InvalidParams, max_chars=conf.MAX_MESSAGE_CHARS)
+        except ChatModelError as exc:
+            raise field_error(exc) from None
         return value
 
 
 class MessageInSerializer(serializers.Serializer):
-    """One message a client adds (documentation only: ``llm.messages.validate_messages`` checks them)."""
+    """One message a client adds (documentation only: ``validation.validate_messages`` checks them)."""
 
     role = serializers.ChoiceField(
         choices=["user", "assistant", "function", "tool"],
@@ -150,13 +158,20 @@ class MessageListField(serializers.ListField):
     child = serializers.DictField()
 
 
-class MessagesAddSerializer(serializers.Serializer):
+class MessagesAddSerializer(InputSerializer):
     """``POST /api/sessions/<uuid>/messages/``."""
 
+    error_code = InvalidMessages.code
+
     messages = MessageListField(allow_empty=False)
+    double_texting = serializers.ChoiceField(
+        choices=Version.DoubleTexting.choices,
+        required=False,
+        help_text="What to do if a run is active: the version's policy unless it allows this one.",
+    )
 
 
-class MessagePageQuerySerializer(serializers.Serializer):
+class MessagePageQuerySerializer(InputSerializer):
     """The query of ``GET /api/sessions/<uuid>/messages/``: a cursor on ``seq``."""
 
     after = QueryIntegerField(
@@ -174,7 +189,7 @@ class MessagePageQuerySerializer(serializers.Serializer):
         return value
 
 
-class ConfigQuerySerializer(serializers.Serializer):
+class ConfigQuerySerializer(InputSerializer):
     """The query of ``GET /api/chat-models/<name>/config/``."""
 
     version = VersionSpecField(required=False, default="deploy")
@@ -183,7 +198,7 @@ class ConfigQuerySerializer(serializers.Serializer):
     )
 
 
-class SessionListQuerySerializer(serializers.Serializer):
+class SessionListQuerySerializer(InputSerializer):
     """The query of ``GET /api/sessions/``."""
 
     chat_model = serializers.CharField(required=False, help_text="Only sessions of this chat model.")
@@ -272,10 +287,12 @@ class ResponseFormatSerializer(serializers.Serializer):
     json_schema = serializers.DictField(required=False)
 
 
-_NOT_PARAMS = frozenset({"stream", "functions", "tools"})
+def _ranged(name: str) -> StrictFloatField:
+    low, high = validation.PARAM_RANGES[name]
+    return StrictFloatField(required=False, min_value=low, max_value=high)
 
 
-class RunSerializer(serializers.Serializer):
+class RunSerializer(InputSerializer):
     """``POST /api/sessions/<uuid>/run/``: stream or not, extra functions/tools, and sampling parameters.
 
     Only the parameters in CHATMODEL_ALLOWED_PARAMS may be given, within the version's bounds; the
@@ -291,14 +308,14 @@ class RunSerializer(serializers.Serializer):
     tools = serializers.ListField(
         child=serializers.DictField(), required=False, help_text='Tools ({"type": "function", "function": {...}}).'
     )
-    temperature = StrictFloatField(required=False, min_value=0.0, max_value=2.0)
-    top_p = StrictFloatField(required=False, min_value=0.0, max_value=1.0)
+    temperature = _ranged("temperature")
+    top_p = _ranged("top_p")
     max_tokens = StrictIntegerField(
         required=False, min_value=1, help_text="At most the version's own max_tokens, when it sets one."
     )
     max_completion_tokens = StrictIntegerField(required=False, min_value=1)
-    presence_penalty = StrictFloatField(required=False, min_value=-2.0, max_value=2.0)
-    frequency_penalty = StrictFloatField(required=False, min_value=-2.0, max_value=2.0)
+    presence_penalty = _ranged("presence_penalty")
+    frequency_penalty = _ranged("frequency_penalty")
     stop = StopField(required=False)
     seed = StrictIntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1)
     n = StrictIntegerField(required=False, min_value=1, max_value=1, help_text="Always 1: a run stores one reply.")
@@ -308,49 +325,26 @@ class RunSerializer(serializers.Serializer):
     user = StrictCharField(required=False, max_length=256, help_text="An end-user id passed to the provider.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        allowed = conf.ALLOWED_PARAMS
         raw = self.initial_data if isinstance(self.initial_data, dict) else {}
-        refused = {
-            key: ["This parameter cannot be set by a caller: the model, its URL and keys are the server's."]
-            for key in raw
-            if key not in _NOT_PARAMS and key not in allowed
-        }
+        refused = validation.params_refused(validation.run_request_params(raw))
         if refused:
-            raise serializers.ValidationError(refused)
-        params = {key: attrs[key] for key in attrs if key not in _NOT_PARAMS}
+            message = "This parameter cannot be set by a caller: the model, its URL and keys are the server's."
+            raise serializers.ValidationError(
+                {key: [serializers.ErrorDetail(message, code=InvalidParams.code)] for key in refused}
+            )
+        params = validation.run_request_params(attrs)
         # A parameter the host allowed but this serializer does not know goes through as given.
-        params.update({key: raw[key] for key in raw if key in allowed and key not in self.fields})
-        version = self.context["version"]
+        params.update({key: raw[key] for key in raw if key in conf.ALLOWED_PARAMS and key not in self.fields})
         try:
-            params = services.validate_run_params(params, version)
-        except InvalidParams as exc:
-            raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from None
+            params = validation.validate_run_params(params, self.context["version"])
+        except ChatModelError as exc:
+            raise serializers.ValidationError({"non_field_errors": field_error(exc).detail}) from None
         functions, tools = attrs.get("functions"), attrs.get("tools")
         try:
-            checked = normalise_tools(functions, tools)
-        except InvalidParams as exc:
-            field = "functions" if str(exc).startswith("functions") else "tools"
-            raise serializers.ValidationError({field: [str(exc)]}) from None
-        _check_json_schemas(checked, functions=functions)
+            validation.validate_tools(functions, tools)
+        except ChatModelError as exc:
+            raise serializers.ValidationError({exc.field or "tools": field_error(exc).detail}) from None
         return {"stream": attrs.get("stream", False), "functions": functions, "tools": tools, "params": params}
-
-
-def _check_json_schemas(tools: list[dict[str, Any]], *, functions: Any) -> None:
-    """Each tool's ``parameters`` must be a valid JSON Schema, or the provider refuses the whole call."""
-    from jsonschema.exceptions import SchemaError
-    from jsonschema.validators import Draft202012Validator, validator_for
-
-    function_names = {(f.get("function") or f).get("name") for f in functions or () if isinstance(f, dict)}
-    for tool in tools:
-        function = tool["function"]
-        parameters = function["parameters"]
-        try:
-            validator_for(parameters, default=Draft202012Validator).check_schema(parameters)
-        except SchemaError as exc:
-            field = "functions" if function["name"] in function_names else "tools"
-            raise serializers.ValidationError(
-                {field: [f"{function['name']}.parameters is not a valid JSON Schema: {exc.message}"]}
-            ) from None
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -436,6 +430,15 @@ class MessageSerializer(serializers.Serializer):
 
 class MessagesAddedSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True)
+    double_texting = serializers.CharField(
+        allow_null=True, required=False, help_text="The policy applied, when a run was active; else absent."
+    )
+    run = serializers.ChoiceField(
+        choices=["queued", "started"],
+        allow_null=True,
+        required=False,
+        help_text="queued: these messages run after the active run; started: a run of them started now.",
+    )
 
 
 class MessagePageSerializer(serializers.Serializer):

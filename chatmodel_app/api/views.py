@@ -14,17 +14,17 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
+from .. import access, selectors, services, validation
 from ..conf import conf
-from ..exceptions import SessionNotFound
-from ..models import Session
+from ..exceptions import InvalidParams, SessionNotFound, SessionOfOtherChatModel
+from ..models import ChatModel, Session
+from ..services import double_texting
 from . import errors, permissions, serializers, sse
 from .throttling import RUN_SCOPE
 
@@ -51,7 +51,7 @@ class ChatModelAPIView(APIView):
     """Base of the API views: authentication, permissions and throttles from CHATMODEL_API_* settings."""
 
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [errors.LimitedJSONParser]
     # Added to CHATMODEL_API_PERMISSION_CLASSES, never instead of them.
     extra_permission_classes: list[type] = []
 
@@ -72,12 +72,18 @@ class ChatModelAPIView(APIView):
 def _session(request: Request, session_uuid: str, *, write: bool = False) -> Session:
     """The session, if this user may see it (404 as if it did not exist otherwise); 403 for staff writing."""
     session = selectors.session_get(session_uuid=session_uuid)
-    access = permissions.session_access(request.user, session)
-    if access is None:
+    rights = access.session_access(request.user, session)
+    if rights is None:
         raise SessionNotFound(f"No session {session_uuid}.")
-    if write and access != "write":
+    if write and rights != "write":
         raise PermissionDenied("Staff may read other users' sessions but not change them.")
     return session
+
+
+def _chat_model(name: str) -> ChatModel:
+    """The chat model named in the URL path; a NUL there (``%00``) is refused before any query."""
+    validation.text_check(name, "name", InvalidParams)
+    return selectors.chat_model_get(name=name)
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -85,9 +91,10 @@ def _query(request: Request) -> dict[str, str]:
     return request.query_params.dict()
 
 
-def _valid(serializer_class: type, data: Any, **context: Any) -> dict[str, Any]:
+def _valid(serializer_class: type[serializers.InputSerializer], data: Any, **context: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data, context=context)
-    serializer.is_valid(raise_exception=True)
+    if not serializer.is_valid():
+        raise errors.FieldErrors(serializer.errors, error_code=serializer_class.error_code)
     return serializer.validated_data
 
 
@@ -130,11 +137,11 @@ class ChatModelConfigView(ChatModelAPIView):
     )
     def get(self, request: Request, name: str) -> Response:
         query = _valid(serializers.ConfigQuerySerializer, _query(request))
-        chat_model = selectors.chat_model_get(name=name)
+        chat_model = _chat_model(name)
         if "session_uuid" in query:
             session = _session(request, query["session_uuid"])
             if session.chat_model_id != chat_model.pk:
-                raise SessionNotFound(f"Session {session.uuid} belongs to another chat model.")
+                raise SessionOfOtherChatModel(f"Session {session.uuid} belongs to another chat model.")
             config = selectors.config_build(version=session.version, session=session)
         else:
             version = selectors.version_resolve(chat_model=chat_model, spec=query["version"])
@@ -161,7 +168,7 @@ class SessionCreateView(ChatModelAPIView):
     )
     def post(self, request: Request, name: str) -> Response:
         data = _valid(serializers.SessionCreateSerializer, request.data)
-        chat_model = selectors.chat_model_get(name=name)
+        chat_model = _chat_model(name)
         session, created = services.session_open(
             chat_model=chat_model,
             user=request.user,
@@ -170,11 +177,12 @@ class SessionCreateView(ChatModelAPIView):
             session_uuid=data.get("uuid"),
         )
         if not created and (
-            session.chat_model_id != chat_model.pk or permissions.session_access(request.user, session) != "write"
+            session.chat_model_id != chat_model.pk or access.session_access(request.user, session) != "write"
         ):
             return Response(
                 {"detail": "A session with this uuid already exists.", "code": "session_exists"},
                 status=status.HTTP_409_CONFLICT,
+                headers={errors.ERROR_CODE_HEADER: "session_exists"},
             )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(serializers.SessionSerializer(session).data, status=code)
@@ -258,21 +266,37 @@ class MessagesView(ChatModelAPIView):
         request=serializers.MessagesAddSerializer,
         responses={
             201: serializers.MessagesAddedSerializer,
+            202: OpenApiResponse(
+                serializers.MessagesAddedSerializer,
+                description="A run is active and the policy is enqueue: stored and run after it, in order.",
+            ),
             400: FIELD_ERRORS,
-            409: OpenApiResponse(serializers.ErrorSerializer, description="A run is in progress (session_busy)."),
+            409: OpenApiResponse(
+                serializers.ErrorSerializer,
+                description="A run is in progress and the double-texting policy is reject (session_busy).",
+            ),
             **ERRORS,
         },
     )
     def post(self, request: Request, uuid: str) -> Response:
         session = _session(request, uuid, write=True)
         data = _valid(serializers.MessagesAddSerializer, request.data)
-        stored = services.messages_add(
+        submitted = double_texting.messages_submit(
             session=session,
             messages=data["messages"],
             allowed_roles=conf.API_ALLOWED_ROLES,
             idempotency_key=request.headers.get("Idempotency-Key") or None,
+            double_texting=data.get("double_texting"),
         )
-        return Response({"messages": [selectors.message_json(m) for m in stored]}, status=status.HTTP_201_CREATED)
+        body: dict[str, Any] = {"messages": [selectors.message_json(m) for m in submitted.messages]}
+        if submitted.policy is None:
+            return Response(body, status=status.HTTP_201_CREATED)
+        if submitted.run == "start":
+            double_texting.start_run(session=session)
+        body.update(double_texting=submitted.policy, run="queued" if submitted.run == "queued" else "started")
+        # Queued messages are not stored yet: accepted, to be stored and run after the active run.
+        code = status.HTTP_202_ACCEPTED if submitted.run == "queued" else status.HTTP_201_CREATED
+        return Response(body, status=code)
 
 
 # --- runs ---------------------------------------------------------------------------------------------------
@@ -357,15 +381,14 @@ class RunView(ChatModelAPIView):
         # Accept: text/event-stream (or ?format=sse) picks the stream renderer: a stream too.
         if data["stream"] or isinstance(request.accepted_renderer, EventStreamRenderer):
             return self._stream(request, kwargs)
-        response = services.run(**kwargs)
-        return Response(errors.run_body(response), status=errors.run_status(response))
+        return errors.run_response(services.run(**kwargs))
 
     def _stream(self, request: Request, kwargs: dict[str, Any]) -> Any:
         pump = sse.RunPump(lambda: services.run_stream(**kwargs)).start()
         first = pump.first_chunk()
         if first is not None and first.is_final and first.run_uuid is None:
             # Refused before the run began (busy, too long): a plain JSON error, not a stream.
-            return Response(errors.run_body(first), status=errors.run_status(first))
+            return errors.run_response(first)
         asynchronous = isinstance(request._request, ASGIRequest)
         return sse.response(pump, asynchronous=asynchronous, keepalive=conf.API_SSE_KEEPALIVE_SECONDS)
 

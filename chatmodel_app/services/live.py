@@ -1,0 +1,163 @@
+"""Rejoining a live run: the text so far, then the live events, with no gap and no duplicate.
+
+Every streamed run registers here while it runs in this process. Its snapshot is the run's
+text and tool-call deltas up to event ``seq`` K, read atomically with K; a client that takes it
+drops the run's events numbered K or less and applies the rest. A client on another worker
+process asks the run's worker over the channel layer (its ``worker_channel``, on the Run row):
+the worker sends the snapshot to the client's own channel, behind the events it already sent
+there, so the order holds. When the run's worker cannot answer (it died, or runs without an
+event loop), the snapshot is the Run row's ``partial_content``, saved at each lease beat.
+
+Process-wide state: ``_runs`` (this process's live streams) and ``_worker`` (its control channel
+and the task that listens on it, started on the ASGI server's loop by ``listen``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .. import events
+from ..models import Run
+from . import leases
+
+if TYPE_CHECKING:
+    from .runs import RunContext
+
+logger = logging.getLogger("chatmodel_app")
+
+SNAPSHOT = "run.snapshot"
+# Channel-layer message types of the worker control channel.
+SNAPSHOT_REQUEST = "chatmodel.snapshot_request"
+SNAPSHOT_REPLY = "chatmodel.snapshot"
+CANCEL_REQUEST = "chatmodel.cancel"
+# Seconds a client waits for another worker's snapshot before it reads the Run row instead.
+SNAPSHOT_TIMEOUT = 2.0
+
+_runs: dict[str, RunContext] = {}
+_lock = threading.Lock()
+
+
+class _Worker:
+    channel: str = ""
+    task: asyncio.Task[None] | None = None
+
+
+_worker = _Worker()
+
+
+def register(ctx: RunContext) -> None:
+    """A stream of this process starts."""
+    with _lock:
+        _runs[ctx.run_uuid] = ctx
+
+
+def unregister(run_uuid: str) -> None:
+    with _lock:
+        _runs.pop(run_uuid, None)
+
+
+def worker_channel() -> str:
+    """This process's control channel ("" when it listens on none)."""
+    return _worker.channel
+
+
+def local_snapshot(run_uuid: str) -> dict[str, Any] | None:
+    """The snapshot event of a run streaming in this process, or None."""
+    with _lock:
+        ctx = _runs.get(run_uuid)
+    return ctx.snapshot() if ctx is not None else None
+
+
+def stored_snapshot(run: Run) -> dict[str, Any]:
+    """The snapshot from the Run row: the text saved at the last beat (events after it may be missed)."""
+    return {
+        "type": SNAPSHOT,
+        "session_uuid": str(run.session.uuid),
+        "run_id": str(run.uuid),
+        "seq": run.partial_seq or 0,
+        "status": run.status,
+        "content": run.partial_content,
+        "tool_call_deltas": [],
+        "model": run.model,
+    }
+
+
+def run_with_session(*, run_id: str) -> Run | None:
+    """The run (with its session), or None."""
+    return Run.objects.select_related("session").filter(uuid=run_id).first()
+
+
+def active_run(*, session_id: int) -> Run | None:
+    """The session's run in progress, if any."""
+    holder = leases.holder(session_id=session_id)
+    if holder is None:
+        return None
+    return Run.objects.select_related("session").filter(uuid=holder, status=Run.Status.IN_PROGRESS).first()
+
+
+async def snapshot(run: Run, *, reply_to: str | None = None) -> dict[str, Any] | None:
+    """The run's snapshot: from this process, else (with ``reply_to``) asked of its worker, else from the row.
+
+    With ``reply_to`` and a run on another worker, the snapshot arrives later on ``reply_to`` as a
+    ``chatmodel.snapshot`` message and this returns None; the caller waits for it (``SNAPSHOT_TIMEOUT``).
+    """
+    local = local_snapshot(str(run.uuid))
+    if local is not None:
+        return local
+    layer = events.channel_layer()
+    if reply_to and layer is not None and run.worker_channel and run.worker_channel != _worker.channel:
+        try:
+            await layer.send(
+                run.worker_channel, {"type": SNAPSHOT_REQUEST, "run_id": str(run.uuid), "reply_to": reply_to}
+            )
+            return None
+        except Exception:
+            logger.warning("chatmodel: could not ask worker %s for run %s", run.worker_channel, run.uuid)
+    return stored_snapshot(run)
+
+
+async def send_cancel(run: Run, *, rollback: bool = False) -> None:
+    """Tell the run's worker at once (the database flag reaches it at its next beat anyway)."""
+    layer = events.channel_layer()
+    if layer is None or not run.worker_channel or run.worker_channel == _worker.channel:
+        return
+    try:
+        message = {"type": CANCEL_REQUEST, "run_id": str(run.uuid), "rollback": rollback}
+        await layer.send(run.worker_channel, message)
+    except Exception:
+        logger.warning("chatmodel: could not send a cancel to worker %s", run.worker_channel)
+
+
+async def listen() -> None:
+    """Start this process's control channel on the running loop (once; call from async code)."""
+    if _worker.task is not None and not _worker.task.done():
+        return
+    layer = events.channel_layer()
+    if layer is None:
+        return
+    _worker.channel = await layer.new_channel(prefix="chatmodel.worker.")
+    _worker.task = asyncio.get_running_loop().create_task(_serve(layer, _worker.channel))
+
+
+async def _serve(layer: Any, channel: str) -> None:
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("chatmodel: the worker control channel failed")
+            await asyncio.sleep(1.0)
+            continue
+        kind, run_id = message.get("type"), str(message.get("run_id", ""))
+        if kind == CANCEL_REQUEST:
+            leases.keeper.cancel(run_id, rollback=bool(message.get("rollback")))
+        elif kind == SNAPSHOT_REQUEST and isinstance(message.get("reply_to"), str):
+            snap = local_snapshot(run_id)
+            try:
+                await layer.send(message["reply_to"], {"type": SNAPSHOT_REPLY, "run_id": run_id, "snapshot": snap})
+            except Exception:
+                logger.warning("chatmodel: could not answer a snapshot request for run %s", run_id)

@@ -1,0 +1,492 @@
+"""A run: claim the session, choose the history, call the model, store the reply and the Run.
+
+Runs never raise: every failure becomes an ``LLMResponse`` with ``error=True``. ``run`` and
+``arun`` are the non-streamed drivers; the streamed ones are in ``streaming.py``. Both share
+``run_start``, ``run_finish`` and ``run_fail``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from .. import events, llm
+from ..conf import conf
+from ..context import context_select, message_tokens, request_params, summary_message
+from ..exceptions import ChatModelError, SessionBusy
+from ..llm import Completion, LLMError
+from ..llm.messages import to_provider
+from ..models import Message, Run, Session, Version
+from ..selectors import message_json
+from ..signals import run_finished
+from ..types import LLMResponse, LLMStreamResponse, ToolCall
+from ..validation import validate_run_params, validate_tools
+from . import leases, live
+from .steps import Cmd, Driver, aperform, call, emit, perform
+from .summaries import summary_refresh
+
+logger = logging.getLogger("chatmodel_app")
+
+
+@dataclass
+class RunContext:
+    """Everything a run carries from its claim to its end."""
+
+    run: Run
+    session: Session
+    version: Version
+    request: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    events: events.RunEvents | None = None
+    # Events made but not yet published; the driver drains them (sync or async).
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    # Text deltas held back to be published as one event (CHATMODEL_STREAM_COALESCE_MS), and when one last went out.
+    held: list[str] = field(default_factory=list)
+    delta_sent_at: float | None = None
+    coalesce_seconds: float = field(default_factory=lambda: conf.STREAM_COALESCE_MS / 1000)
+    # What the run's events have carried so far, for a client that joins mid-run (live.py).
+    sent_text: list[str] = field(default_factory=list)
+    sent_tool_deltas: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Whether messages were enqueued meanwhile (double-texting "enqueue"); None: not known, look.
+    queue_waiting: bool | None = None
+
+    def emit_delta(self, text: str) -> None:
+        """A text delta: the first goes out at once, then at most one event per coalescing window."""
+        self.held.append(text)
+        now = time.monotonic()
+        if self.delta_sent_at is None or now - self.delta_sent_at >= self.coalesce_seconds:
+            self._flush_held()
+            self.delta_sent_at = now
+
+    def _flush_held(self) -> None:
+        if self.held:
+            delta, self.held = "".join(self.held), []
+            self._emit(events.TEXT_DELTA, delta=delta)
+
+    def emit(self, type_: str, **data: Any) -> dict[str, Any]:
+        """An event; held text deltas go out before it, so the order is kept."""
+        self._flush_held()
+        return self._emit(type_, **data)
+
+    def _emit(self, type_: str, **data: Any) -> dict[str, Any]:
+        with self.lock:
+            if self.events is None:
+                self.events = events.RunEvents(str(self.session.uuid), self.run_uuid)
+            event = self.events.make(type_, **data)
+            if type_ == events.TEXT_DELTA:
+                self.sent_text.append(data["delta"])
+            elif type_ == events.TOOL_CALL_DELTA:
+                self.sent_tool_deltas.extend(data["deltas"])
+        self.outbox.append(event)
+        return event
+
+    def sent_so_far(self) -> tuple[int, str]:
+        """The seq of the last event made, and the text the events carried up to it."""
+        with self.lock:
+            return (self.events.seq if self.events else 0), "".join(self.sent_text)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run so far as one event: its text and tool-call deltas up to event ``seq``, read together."""
+        with self.lock:
+            return {
+                "type": live.SNAPSHOT,
+                "session_uuid": str(self.session.uuid),
+                "run_id": self.run_uuid,
+                "seq": self.events.seq if self.events else 0,
+                "status": Run.Status.IN_PROGRESS,
+                "content": "".join(self.sent_text),
+                "tool_call_deltas": list(self.sent_tool_deltas),
+                "model": self.run.model,
+            }
+
+    def drain(self) -> list[dict[str, Any]]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def publish(self) -> list[dict[str, Any]]:
+        """Publish pending events from sync code; return them."""
+        out = self.drain()
+        if conf.PUBLISH_EVENTS:
+            for event in out:
+                events.publish(event)
+        return out
+
+    async def apublish(self) -> list[dict[str, Any]]:
+        """Publish pending events from async code; return them."""
+        out = self.drain()
+        if conf.PUBLISH_EVENTS:
+            for event in out:
+                await events.apublish(event)
+        return out
+
+    @property
+    def run_uuid(self) -> str:
+        return str(self.run.uuid)
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    def cancelled(self) -> bool:
+        """Whether someone asked this run to stop (here, or in another process as of the last beat)."""
+        return leases.keeper.cancelled(self.run_uuid)
+
+
+def _merged_tools(version: Version, functions: Any, tools: Any) -> list[dict[str, Any]]:
+    """The version's tools, then the call's (a call's tool replaces the version's of the same name)."""
+    call_tools = validate_tools(functions=functions, tools=tools)
+    version_tools = validate_tools(tools=version.tools) if version.tools else []
+    return list({t["function"]["name"]: t for t in [*version_tools, *call_tools]}.values())
+
+
+def run_start(
+    *,
+    session: Session,
+    functions: Any = None,
+    tools: Any = None,
+    params: Mapping[str, Any] | None = None,
+    stream: bool = False,
+) -> RunContext:
+    """Validate, claim the session, choose the history and build the model request.
+
+    Raises ChatModelError (InvalidParams, SessionBusy, ContextTooLong, ...) before the
+    model is called; a claimed run that fails here is recorded as failed.
+    """
+    version = session.version
+    params = validate_run_params(params or {}, version)
+    merged_tools = _merged_tools(version, functions, tools)
+    sent_params = request_params(version, params)
+    run = Run(
+        uuid=uuid.uuid4(),
+        session=session,
+        version=version,
+        model=version.model,
+        stream=stream,
+        params=sent_params,
+        worker_channel=live.worker_channel(),
+    )
+    if not leases.take(session_id=session.pk, run_uuid=run.uuid):
+        raise SessionBusy(f"Session {session.uuid} is busy: another run is in progress. Try again when it ends.")
+    try:
+        # The one context-window choice (context.py); a summary, when the strategy needs one, is written first.
+        selection = context_select(session=session, version=version, tools=merged_tools, params=sent_params)
+        if selection.summarise_upto is not None:
+            summary_refresh(run=run, session=session, version=version, selection=selection)
+        run.first_seq, run.last_seq = selection.first_seq, selection.last_seq
+        run.message_count = len(selection.messages)
+        run.estimated_prompt_tokens, run.used_summary = selection.prompt_tokens, selection.used_summary
+        # The Run row is written once, with its history, after the claim.
+        run.save(force_insert=True)
+    except Exception as exc:
+        # A claimed run that cannot start is recorded as failed and frees its session at once.
+        if isinstance(exc, ChatModelError):
+            code, log = exc.code, str(exc)
+        else:
+            code = "database_error" if isinstance(exc, DatabaseError) else "internal_error"
+            log = f"{type(exc).__name__}: {exc}"
+        _record_unstarted(run, code, log)
+        raise
+    messages = [{"role": "system", "content": version.system_prompt}] if version.system_prompt else []
+    if selection.summary:
+        messages.append(summary_message(selection.summary))
+    messages += [to_provider(m) for m in selection.messages]
+    request: dict[str, Any] = {
+        "model": version.model,
+        "messages": messages,
+        "timeout": conf.TIMEOUT,
+        "num_retries": conf.NUM_RETRIES,
+        **sent_params,
+    }
+    if merged_tools:
+        request["tools"] = merged_tools
+    if version.params.get("api_base"):
+        request["api_base"] = version.params["api_base"]
+    if version.fallbacks:
+        request["fallbacks"] = list(version.fallbacks)
+    if stream:
+        request["stream_options"] = {"include_usage": True}
+    ctx = RunContext(run=run, session=session, version=version, request=request)
+    leases.keeper.add(ctx.run_uuid)
+    ctx.emit(events.RUN_STARTED, stream=stream, model=version.model, version=version.number)
+    return ctx
+
+
+def _record_unstarted(run: Run, code: str, log: str) -> None:
+    """Store a claimed run that failed before its model call, and free the session."""
+    try:
+        if run.pk is None:
+            run.status, run.error, run.error_log, run.finished_at = Run.Status.FAILED, code[:40], log, timezone.now()
+            run.save(force_insert=True)
+            leases.release(session_id=run.session_id, run_uuid=run.uuid, failed_seq=run.last_seq)
+        else:
+            _fail(run, code, log)
+    except DatabaseError:
+        logger.exception("chatmodel run %s: could not record the failure", run.uuid)
+        with contextlib.suppress(DatabaseError):
+            leases.release(session_id=run.session_id, run_uuid=run.uuid)
+
+
+def _fail(run: Run, code: str, log: str, *, status: str = Run.Status.FAILED, partial: str = "", **fields: Any) -> None:
+    """Record a failed run and free its session; the session's messages stay as they were."""
+    Run.objects.filter(pk=run.pk).update(
+        status=status,
+        error=code[:40],
+        error_log=log,
+        partial_content=partial,
+        finished_at=timezone.now(),
+        **fields,
+    )
+    # Remember what the failed run was given, so the seed's retry (re-adding it) is recognised.
+    leases.release(session_id=run.session_id, run_uuid=run.uuid, failed_seq=run.last_seq)
+
+
+def _fail_quietly(run: Run, code: str, log: str, *, partial: str = "", status: str = Run.Status.FAILED) -> None:
+    try:
+        _fail(run, code, log, partial=partial, status=status)
+    except DatabaseError:
+        # The database is gone: the lease frees the session when it expires.
+        logger.exception("chatmodel run %s: could not record the failure", run.uuid)
+
+
+def _timings(ctx: RunContext) -> dict[str, int | None]:
+    now = time.monotonic()
+    ttft = None if ctx.first_token_at is None else int((ctx.first_token_at - ctx.started) * 1000)
+    return {"latency_ms": int((now - ctx.started) * 1000), "time_to_first_token_ms": ttft}
+
+
+def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = False) -> LLMResponse:
+    """Store the reply and the Run, release the session, send ``run_finished``."""
+    run = ctx.run
+    status = Run.Status.CANCELLED if cancelled else Run.Status.COMPLETED
+    usage = completion.usage or {}
+    tool_calls = completion.tool_calls
+    function_call = completion.function_call
+    if function_call and not tool_calls:
+        # A legacy function_call is stored in the modern form too, so its result can name it.
+        tool_calls = [{"id": f"call_{run.uuid.hex[:24]}", "type": "function", "function": function_call}]
+    content = completion.content
+    if cancelled and not (content or tool_calls):
+        content = None
+    rolled_back = cancelled and ctx.run_uuid in leases.keeper.rollbacks
+    if rolled_back:
+        # Double-texting "rollback": the conversation goes on without this reply; the Run keeps its text.
+        content, tool_calls, function_call = None, None, None
+    stored: Message | None = None
+    # Our own count, as for every stored message (the budget adds these up), made outside the transaction.
+    reply_tokens = message_tokens(run.model, {"content": content, "tool_calls": tool_calls})
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            fields = dict(
+                status=status,
+                finish_reason=completion.finish_reason or "",
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                cost=completion.cost,
+                model=(completion.answered_model or run.model)[:200],
+                attempts=completion.attempts,
+                # The snapshot of a stream in progress is now the stored reply (or, rolled back, the record of it).
+                partial_content=(completion.content or "") if rolled_back else "",
+                finished_at=now,
+                **_timings(ctx),
+            )
+            if content is not None or tool_calls:
+                if not leases.release(session_id=run.session_id, run_uuid=run.uuid, reserve=1):
+                    raise SessionBusy("the run's lease expired before it finished; its reply was not stored")
+                next_seq, queued = Session.objects.filter(pk=run.session_id).values_list("next_seq", "queued").get()
+                seq = next_seq - 1
+                ctx.queue_waiting = bool(queued)
+                stored = Message.objects.create(
+                    session_id=run.session_id,
+                    seq=seq,
+                    role=Message.Role.ASSISTANT,
+                    content=content,
+                    tool_calls=tool_calls,
+                    function_call=function_call,
+                    token_count=reply_tokens,
+                    metadata={"cancelled": True} if cancelled else {},
+                    run=run,
+                )
+            else:
+                leases.release(session_id=run.session_id, run_uuid=run.uuid)
+            Run.objects.filter(pk=run.pk).update(**fields)
+            for key, value in fields.items():
+                setattr(run, key, value)
+    except (DatabaseError, SessionBusy) as exc:
+        code = "lease_lost" if isinstance(exc, SessionBusy) else "database_error"
+        log = f"The reply could not be stored: {exc}"
+        logger.exception("chatmodel run %s: %s", run.uuid, log)
+        _fail_quietly(run, code, log, partial=completion.content or "")
+        leases.keeper.discard(ctx.run_uuid)
+        ctx.emit(events.RUN_FAILED, status=Run.Status.FAILED, error=code, error_log=log)
+        return _error_response(code, log, ctx=ctx)
+    leases.keeper.discard(ctx.run_uuid)
+    response = _response(ctx, completion, stored, tool_calls=tool_calls, status=status)
+    ctx.emit(
+        events.RUN_COMPLETED,
+        status=status,
+        message=message_json(stored) if stored else None,
+        usage=completion.usage,
+        cost=completion.cost,
+        finish_reason=completion.finish_reason,
+    )
+    run_finished.send(sender=Run, run=run, response=response)
+    return response
+
+
+def run_fail(ctx: RunContext, error: LLMError, *, partial: str = "", incomplete: bool = False) -> LLMResponse:
+    """Record a failed (or incomplete) run and return its error response."""
+    status = Run.Status.INCOMPLETE if incomplete else Run.Status.FAILED
+    _fail_quietly(ctx.run, error.code, error.message, partial=partial, status=status)
+    with contextlib.suppress(DatabaseError):
+        Run.objects.filter(pk=ctx.run.pk).update(**_timings(ctx))
+    leases.keeper.discard(ctx.run_uuid)
+    response = _error_response(error.code, error.message, ctx=ctx, status=status)
+    ctx.emit(events.RUN_FAILED, status=status, error=error.code, error_log=error.message, partial_content=partial)
+    ctx.run.status, ctx.run.error, ctx.run.error_log = status, error.code, error.message
+    run_finished.send(sender=Run, run=ctx.run, response=response)
+    return response
+
+
+def _response(
+    ctx: RunContext,
+    completion: Completion,
+    stored: Message | None,
+    *,
+    tool_calls: list[dict[str, Any]] | None,
+    status: str,
+) -> LLMResponse:
+    calls = [ToolCall.from_dict(c) for c in tool_calls] if tool_calls else None
+    return LLMResponse(
+        content=completion.content,
+        function_call=calls[0].function if calls else None,
+        tool_calls=calls,
+        api_response=completion.api_response,
+        usage=completion.usage,
+        finish_reason=completion.finish_reason,
+        status=status,
+        model=completion.answered_model or ctx.run.model,
+        cost=completion.cost,
+        session_uuid=str(ctx.session.uuid),
+        run_uuid=ctx.run_uuid,
+        message_id=stored.pk if stored else None,
+        message_seq=stored.seq if stored else None,
+        version_uuid=str(ctx.version.uuid),
+        version=ctx.version.number,
+    )
+
+
+def _error_response(
+    code: str,
+    log: str,
+    *,
+    ctx: RunContext | None = None,
+    session: Session | None = None,
+    status: str | None = Run.Status.FAILED,
+    cls: type[LLMResponse] = LLMResponse,
+    **extra: Any,
+) -> LLMResponse:
+    session = ctx.session if ctx else session
+    return cls(
+        content=None,
+        error=True,
+        error_code=code,
+        error_log=log,
+        status=status if ctx else None,
+        session_uuid=str(session.uuid) if session else None,
+        run_uuid=ctx.run_uuid if ctx else None,
+        version_uuid=str(ctx.version.uuid) if ctx else None,
+        version=ctx.version.number if ctx else None,
+        model=ctx.run.model if ctx else None,
+        **extra,
+    )
+
+
+def error_response(exc: BaseException, *, session: Session | None = None, stream: bool = False) -> LLMResponse:
+    """The response of a run that failed before it began (bad input, busy, unknown chat model, database)."""
+    if isinstance(exc, ChatModelError):
+        code, log = exc.code, str(exc)
+    elif isinstance(exc, DatabaseError):
+        logger.exception("chatmodel run: database error")
+        code, log = "database_error", f"The database failed: {exc}"
+    else:
+        logger.exception("chatmodel run: unexpected error")
+        code, log = "internal_error", f"{type(exc).__name__}: {exc}"
+    if not stream:
+        return _error_response(code, log, session=session)
+    event = events.RunEvents(str(session.uuid) if session else "", None).make(
+        events.RUN_FAILED, status=None, error=code, error_log=log
+    )
+    return _error_response(code, log, session=session, cls=LLMStreamResponse, is_final=True, events=[event])
+
+
+def run_cancel(*, session: Session, rollback: bool = False) -> Run | None:
+    """Ask the session's active run to stop; it keeps what was generated, marked cancelled.
+
+    With ``rollback`` (double-texting), what it generated stays on the Run but is not stored as a message.
+    """
+    active = leases.holder(session_id=session.pk)
+    if active is None:
+        return None
+    leases.keeper.cancel(str(active), rollback=rollback)
+    # Other processes see the flag at their next beat, or at once through their control channel (live.py).
+    Run.objects.filter(uuid=active, status=Run.Status.IN_PROGRESS).update(
+        cancel_requested=True, rollback_requested=rollback
+    )
+    run = Run.objects.filter(uuid=active).first()
+    if run is not None and run.worker_channel and run.worker_channel != live.worker_channel():
+        from asgiref.sync import async_to_sync
+
+        with contextlib.suppress(Exception):
+            async_to_sync(live.send_cancel)(run, rollback=rollback)
+    return run
+
+
+def _run_steps(session: Session, functions: Any, tools: Any, params: Mapping[str, Any] | None) -> Generator[Cmd]:
+    """A non-streamed run, as steps for a driver."""
+    try:
+        ctx = yield call(run_start, session=session, functions=functions, tools=tools, params=params)
+    except Exception as exc:
+        yield emit(error_response(exc, session=session))
+        return
+    yield Cmd("publish", ctx)
+    try:
+        completion = yield Cmd("complete", ctx.request)
+    except Exception as exc:  # never let a run raise
+        response = yield call(run_fail, ctx, llm.map_exception(exc))
+    else:
+        response = yield call(run_finish, ctx, completion, cancelled=ctx.cancelled())
+    yield Cmd("publish", ctx)
+    yield from follow_up(ctx)
+    yield emit(response)
+
+
+def follow_up(ctx: RunContext) -> Generator[Cmd, Any, None]:
+    """After a run: start the next one if messages were enqueued meanwhile (double-texting "enqueue")."""
+    if ctx.queue_waiting is not False:
+        yield Cmd("follow", ctx.session)
+
+
+def run(
+    *, session: Session, functions: Any = None, tools: Any = None, params: Mapping[str, Any] | None = None
+) -> LLMResponse:
+    """Run the model on the session and store its reply; never raises."""
+    return Driver(_run_steps(session, functions, tools, params)).pump(perform)
+
+
+async def arun(
+    *, session: Session, functions: Any = None, tools: Any = None, params: Mapping[str, Any] | None = None
+) -> LLMResponse:
+    """``run`` with a native async model call; never raises."""
+    return await Driver(_run_steps(session, functions, tools, params)).apump(aperform)
