@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class ChatModelAppConfig(AppConfig):
     name = "chatmodel_app"
-    verbose_name = "Chat models"
+    verbose_name = "Chat model hosting"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

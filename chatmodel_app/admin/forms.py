@@ -1,4 +1,4 @@
-"""Admin forms: the version editor and the publish (A/B ratio) form. Validation rules live in services."""
+"""Admin forms: the version editor and the publish (A/B ratio) form. The rules live in ``validation``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
 
-from . import services
-from .exceptions import InvalidParams
-from .models import ChatModel, Version
+from ..exceptions import InvalidParams
+from ..models import ChatModel, Version
+from ..validation import check_truncation, version_field_clean
 
 _CODE = {"class": "chatmodel-code", "spellcheck": "false", "autocapitalize": "off", "autocomplete": "off"}
 
@@ -39,8 +39,8 @@ class JSONTextField(forms.JSONField):
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, InvalidJSONInput):
             return value
-        if value == []:
-            return ""  # so the placeholder shows an example
+        if value is None or value == []:
+            return ""  # so the placeholder shows an example (and never the literal null)
         return json.dumps(value, ensure_ascii=False, indent=2)
 
     def has_changed(self, initial: Any, data: Any) -> bool:
@@ -82,7 +82,7 @@ class ListTextField(forms.CharField):
 
 
 def _service_errors(clean, value: Any) -> Any:
-    """Run a services validator; its InvalidParams becomes the field's error."""
+    """Run a shared validator; its InvalidParams becomes the field's error."""
     try:
         return clean(value)
     except InvalidParams as exc:
@@ -92,14 +92,17 @@ def _service_errors(clean, value: Any) -> Any:
 class VersionForm(forms.ModelForm):
     """The version editor: system prompt, model, params and tools, with errors a person understands."""
 
+    # A new version with no version to start from gets the model's defaults, not null.
     params = JSONTextField(
         required=False,
+        initial=dict,
         rows=6,
         help_text='A JSON object of sampling parameters, e.g. {"temperature": 0.7, "max_tokens": 512, "top_p": 1}. '
         "Provider keys are never stored here: they come from the server's environment.",
     )
     tools = JSONTextField(
         required=False,
+        initial=list,
         rows=12,
         help_text="A JSON list of function schemas (OpenAI shape: name, description, parameters), offered to the "
         'model on every run. Bare schemas and {"type": "function", "function": {...}} both work.',
@@ -148,7 +151,7 @@ class VersionForm(forms.ModelForm):
             self.fields["tools"].widget.attrs["placeholder"] = TOOLS_EXAMPLE
 
     def _field(self, name: str) -> Any:
-        return _service_errors(lambda value: services.version_field_clean(name, value), self.cleaned_data.get(name))
+        return _service_errors(lambda value: version_field_clean(name, value), self.cleaned_data.get(name))
 
     def clean_model(self) -> str:
         return self._field("model")
@@ -164,7 +167,10 @@ class VersionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if data.get("truncation") == "last_messages" and not data.get("truncation_last_messages"):
+        try:
+            check_truncation(data.get("truncation"), data.get("truncation_last_messages"))
+        except InvalidParams:
+            # The shared rule, in the words of the field it is about.
             self.add_error("truncation_last_messages", "Say how many of the newest messages to keep.")
         return data
 
