@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 
-def _parse_args(arguments: str | Mapping | None) -> dict[str, Any]:
+def _parse_args(arguments: str | Mapping[str, Any] | None) -> dict[str, Any]:
     if arguments is None or arguments == "":
         return {}
     if isinstance(arguments, Mapping):
@@ -24,7 +24,7 @@ def _parse_args(arguments: str | Mapping | None) -> dict[str, Any]:
 
 
 @dataclass
-class FunctionCall(Mapping):
+class FunctionCall(Mapping[str, Any]):
     """A function call the model asked for: ``.name``, ``.arguments`` (JSON string), ``.args`` (dict).
 
     ``dict(call)`` and ``print(call)`` give the seed's ``{"name": ..., "args": {...}}``.
@@ -127,6 +127,9 @@ class LLMResponse:
     message_seq: int | None = None
     version_uuid: str | None = None
     version: int | None = None
+    # promptmodel's outputs parsed from the reply; None unless a version parses outputs (none here do).
+    # Not part of to_dict(), so the wire format is unchanged.
+    parsed_outputs: dict[str, Any] | None = None
 
     @property
     def raw_output(self) -> str | None:
@@ -198,19 +201,19 @@ class ChatModelConfig:
 
     @property
     def model(self) -> str:
-        return self.version_detail["model"]
+        return cast(str, self.version_detail["model"])
 
     @property
     def version(self) -> int:
-        return self.version_detail["version"]
+        return cast(int, self.version_detail["version"])
 
     @property
     def version_uuid(self) -> str:
-        return self.version_detail["uuid"]
+        return cast(str, self.version_detail["uuid"])
 
     @property
     def name(self) -> str:
-        return self.version_detail["name"]
+        return cast(str, self.version_detail["name"])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChatModelConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,10 +17,10 @@ import httpx
 import pytest
 
 from chatmodel_app import ChatModel
-from chatmodel_app import remote as remote_module
-from chatmodel_app.exceptions import RemoteError, SessionBusy
+from chatmodel_app.exceptions import RemoteError, SessionBusy, SessionOfOtherChatModel
 from chatmodel_app.models import Message
 from chatmodel_app.testing import refused_url
+from chatmodel_app.transports import http as http_transport
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = "3f2c1a3e-0000-4000-8000-000000000001"
@@ -134,30 +135,69 @@ def test_a_500_from_the_server(stub):
         model.add_messages([{"role": "user", "content": "hi"}])
 
 
-def test_a_cut_event_stream(stub):
-    def cut(handler):
-        if session_exists(handler):
-            return
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
-        for seq, event in enumerate(
-            [{"type": "run.started"}, {"type": "run.delta", "delta": "Hello"}, {"type": "run.delta", "delta": " wor"}],
-            start=1,
-        ):
-            event.update(run_id="r1", seq=seq, session_uuid=SESSION)
-            handler.wfile.write(f"id: r1:{seq}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
-            handler.wfile.flush()
-        handler.close_connection = True  # the server goes away mid-run
+async def test_a_500_from_the_server_async(stub):
+    def broken(handler):
+        if not session_exists(handler):
+            send(handler, 500, b"<h1>Server Error (500)</h1>", "text/html")
 
-    stub.handle = cut
-    chunks = list(ChatModel("bot", SESSION, base_url=stub.url, api_key="k").run(stream=True))
+    stub.handle = broken
+    model = ChatModel("bot", SESSION, base_url=stub.url, api_key="k")
+    res = await model.arun()
+    assert res.error and res.error_code == "http_500" and "Server Error" in res.error_log
+    final = [c async for c in model.arun(stream=True)][-1]
+    assert final.is_final and final.error and final.error_code == "http_500"
+
+
+def cut_stream(handler):
+    """Start a streamed run, send two deltas, then go away mid-run."""
+    if session_exists(handler):
+        return
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    for seq, event in enumerate(
+        [{"type": "run.started"}, {"type": "run.delta", "delta": "Hello"}, {"type": "run.delta", "delta": " wor"}],
+        start=1,
+    ):
+        event.update(run_id="r1", seq=seq, session_uuid=SESSION)
+        handler.wfile.write(f"id: r1:{seq}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        handler.wfile.flush()
+    handler.close_connection = True  # the server goes away mid-run
+
+
+def assert_cut(chunks):
     assert "".join(c.content for c in chunks[:-1]) == "Hello wor"
     final = chunks[-1]
     assert final.is_final and final.error and final.error_code == "stream_cut"
     assert "ended before the run finished" in final.error_log and "2 deltas" in final.error_log
     assert final.run_uuid == "r1"
+
+
+def test_a_cut_event_stream(stub):
+    stub.handle = cut_stream
+    assert_cut(list(ChatModel("bot", SESSION, base_url=stub.url, api_key="k").run(stream=True)))
+
+
+async def test_a_cut_event_stream_async(stub):
+    stub.handle = cut_stream
+    assert_cut([c async for c in ChatModel("bot", SESSION, base_url=stub.url, api_key="k").arun(stream=True)])
+
+
+def test_a_session_of_another_chat_model_is_refused(stub):
+    def other(handler):
+        if handler.command == "GET" and handler.path.startswith(f"/api/sessions/{SESSION}/"):
+            send(handler, 200, {"uuid": SESSION, "chat_model": "other_bot", "version": 1})
+        else:
+            send(handler, 500, b"unexpected", "text/plain")
+
+    stub.handle = other
+    model = ChatModel("bot", SESSION, base_url=stub.url, api_key="k")
+    res = model.run()
+    assert res.error and res.error_code == "session_not_found" and "another chat model ('other_bot')" in res.error_log
+    with pytest.raises(SessionOfOtherChatModel):
+        model.add_messages([{"role": "user", "content": "hi"}])
+    assert {method for method, _path in stub.requests} == {"GET"}  # nothing was created or added
 
 
 @pytest.fixture
@@ -206,6 +246,29 @@ def test_busy_session_is_refused_with_session_busy(site):
         model.add_messages([{"role": "user", "content": "again"}])
 
 
+def test_async_runs_in_event_loops_one_after_another(site):
+    """Each ``asyncio.run()`` talks over connections of its own loop, closed when that loop ends."""
+    url, key = site
+    model = ChatModel("simple_assistant", base_url=url, api_key=key)
+
+    async def turn(n):
+        model.add_messages([{"role": "user", "content": f"question {n}"}])
+        res = await model.arun()
+        model.add_messages([{"role": "user", "content": f"again {n}"}])
+        chunks = [c async for c in model.arun(stream=True)]
+        return res, chunks
+
+    for n in range(4):
+        res, chunks = asyncio.run(turn(n))
+        assert not res.error and res.content and res.parsed_outputs is None, res.error_log
+        final = chunks[-1]
+        assert final.is_final and not final.error, final.error_log
+        assert "".join(c.content for c in chunks) and final.parsed_outputs is None
+        assert not list(http_transport._loop_clients)  # the finished loop's clients went with it
+    roles = list(Message.objects.filter(session__uuid=model.session_uuid).values_list("role", flat=True))
+    assert roles == ["user", "assistant"] * 8
+
+
 class LoseFirstResponse(httpx.BaseTransport):
     """Delivers the first add_messages request, then drops its response, as a flaky network does."""
 
@@ -225,13 +288,13 @@ class LoseFirstResponse(httpx.BaseTransport):
 def test_add_messages_retried_after_a_lost_response_stores_once(site):
     url, key = site
     lossy = LoseFirstResponse()
-    client = httpx.Client(base_url=url.rstrip("/") + "/", headers=remote_module._headers(key), transport=lossy)
-    remote_module._clients[(url.rstrip("/") + "/", key)] = client
+    client = httpx.Client(base_url=url.rstrip("/") + "/", headers=http_transport._headers(key), transport=lossy)
+    http_transport._clients[(url.rstrip("/") + "/", key)] = client
     try:
         model = ChatModel("simple_assistant", base_url=url, api_key=key)
         stored = model.add_messages([{"role": "user", "content": "exactly once"}])
     finally:
-        remote_module._clients.pop((url.rstrip("/") + "/", key), None)
+        http_transport._clients.pop((url.rstrip("/") + "/", key), None)
         client.close()
     assert lossy.lost == 1
     assert [m["content"] for m in stored] == ["exactly once"]

@@ -45,3 +45,13 @@ def test_config_attributes():
     )
     assert (config.model, config.version_uuid, config.version, config.name) == ("m", "u", 3, "n")
     assert config.to_dict()["message_logs"] == [{"role": "user", "content": "hi"}]
+
+
+def test_parsed_outputs_is_none_as_promptmodel_code_expects_for_a_version_that_parses_nothing():
+    assert LLMResponse(content="hi").parsed_outputs is None
+    assert LLMStreamResponse(content="x", is_final=True).parsed_outputs is None
+    # A server's JSON rebuilds the same response; the wire format has no such key.
+    rebuilt = LLMResponse.from_dict(LLMResponse(content="hi").to_dict())
+    assert rebuilt.parsed_outputs is None and "parsed_outputs" not in LLMResponse().to_dict()
+    parsed = {"answer": "hi"}
+    assert LLMResponse.from_dict({"content": "hi", "parsed_outputs": parsed}).parsed_outputs == parsed

@@ -1,0 +1,33 @@
+"""The transports behind ``ChatModel``: ``orm`` (this process's database) and ``http`` (a remote deployment).
+
+``ChatModel`` picks one and delegates every call to it; both give the same return types, and
+both make ``run``/``arun`` return error responses instead of raising. Importing this package
+imports neither Django nor httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any, Protocol
+
+from ..types import ChatModelConfig, LLMResponse, LLMStreamResponse
+
+
+class Transport(Protocol):
+    """What ``ChatModel`` needs from a transport."""
+
+    session_uuid: str
+
+    def get_config(self) -> ChatModelConfig: ...
+
+    def add_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def run(self, *, functions: Any, tools: Any, params: dict[str, Any]) -> LLMResponse: ...
+
+    def run_stream(self, *, functions: Any, tools: Any, params: dict[str, Any]) -> Iterator[LLMStreamResponse]: ...
+
+    def arun(self, *, functions: Any, tools: Any, params: dict[str, Any]) -> Awaitable[LLMResponse]: ...
+
+    def arun_stream(
+        self, *, functions: Any, tools: Any, params: dict[str, Any]
+    ) -> AsyncIterator[LLMStreamResponse]: ...
