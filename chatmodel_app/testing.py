@@ -33,7 +33,8 @@ __all__ = [
 
 # "eof": a stream that ends cleanly ([DONE], closed chunked body) after cut_after chunks but never sent a
 # finish_reason, as some servers do when they stop generating mid-answer.
-FAULTS = frozenset({"429", "500", "401", "400_context", "slow", "cut", "eof", "malformed"})
+# "401_echo": a 401 whose message repeats the key the client sent, as OpenAI's "Incorrect API key provided: <key>".
+FAULTS = frozenset({"429", "500", "401", "401_echo", "400_context", "slow", "cut", "eof", "malformed"})
 
 # Errors raised when the client hung up (timeouts, cut tests); they are expected and must stay silent.
 _DISCONNECT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -175,6 +176,9 @@ class _FakeHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: with Nagle's algorithm a kept-alive connection's small writes wait ~40 ms for the client's
+    # delayed ACK, which skews every latency measured against this server.
+    disable_nagle_algorithm = True
     server: _FakeHTTPServer
     server_version = "FakeLLM/1.0"
     sys_version = ""
@@ -289,14 +293,23 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = _ERROR_BODIES["401"]
             self._send_json(status, payload)
             return
-        self._answer(owner, body, owner._next_reply(body), number)
+        self._answer(owner, body, owner._next_reply(body), number, headers.get("authorization"))
 
-    def _answer(self, owner: FakeLLMServer, body: dict[str, Any], reply: FakeReply, number: int) -> None:
+    def _answer(
+        self, owner: FakeLLMServer, body: dict[str, Any], reply: FakeReply, number: int, auth: str | None = None
+    ) -> None:
         if reply.delay > 0:
             time.sleep(reply.delay)
         if reply.fault in _ERROR_BODIES:
             status, payload = _ERROR_BODIES[reply.fault]
             self._send_json(status, payload)
+            return
+        if reply.fault == "401_echo":
+            sent = (auth or "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {sent}. You can find your API key in your account settings."
+            self._send_json(
+                401, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+            )
             return
         if body.get("stream"):
             self._answer_stream(owner, body, reply, number)

@@ -8,14 +8,16 @@ The rest of the app calls ``complete``/``acomplete`` for one reply, ``open_strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import providers
+from . import lean, providers
 from ._litellm import get_litellm, is_loaded, offline_handler
 from .offline import PROVIDER as OFFLINE_PROVIDER
 from .offline import estimate_tokens
@@ -164,6 +166,14 @@ def _prepare(request: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
+def _route(request: dict[str, Any]) -> tuple[dict[str, Any], lean.Plan | None]:
+    """LiteLLM's kwargs for the request, and the lean call when the route allows one (see lean.py)."""
+    prepared = _prepare(request)
+    if is_offline(prepared["model"]) or not lean.enabled():
+        return prepared, None
+    return prepared, lean.plan(prepared, providers.resolve(request["model"]).api_key_env)
+
+
 _routers: dict[Any, Any] = {}
 
 
@@ -229,9 +239,10 @@ def complete(request: dict[str, Any]) -> Completion:
             router, kwargs = _router_call(request)
             response = router.completion(**kwargs)
         else:
-            response = litellm.completion(**_prepare(request))
+            prepared, plan = _route(request)
+            response = lean.complete(plan) if plan else litellm.completion(**prepared)
     except Exception as exc:
-        raise map_exception(exc) from exc
+        raise map_exception(_tag_secrets(exc, request_secrets(request))) from exc
     return _from_response(response, request["model"])
 
 
@@ -257,9 +268,10 @@ async def acomplete(request: dict[str, Any]) -> Completion:
             router, kwargs = _router_call(request)
             response = await router.acompletion(**kwargs)
         else:
-            response = await litellm.acompletion(**_prepare(request))
+            prepared, plan = _route(request)
+            response = await lean.acomplete(plan) if plan else await litellm.acompletion(**prepared)
     except Exception as exc:
-        raise map_exception(exc) from exc
+        raise map_exception(_tag_secrets(exc, request_secrets(request))) from exc
     return _from_response(response, request["model"])
 
 
@@ -269,10 +281,13 @@ def open_stream(request: dict[str, Any]) -> Any:
     try:
         if _uses_router(request):
             router, kwargs = _router_call({**request, "stream": True})
-            return router.completion(**kwargs)
-        return litellm.completion(**_prepare({**request, "stream": True}))
+            return LiteLLMStream(router.completion(**kwargs), request_secrets(request))
+        prepared, plan = _route({**request, "stream": True})
+        return (
+            lean.open_stream(plan) if plan else LiteLLMStream(litellm.completion(**prepared), request_secrets(request))
+        )
     except Exception as exc:
-        raise map_exception(exc) from exc
+        raise map_exception(_tag_secrets(exc, request_secrets(request))) from exc
 
 
 async def aopen_stream(request: dict[str, Any]) -> Any:
@@ -281,10 +296,109 @@ async def aopen_stream(request: dict[str, Any]) -> Any:
     try:
         if _uses_router(request):
             router, kwargs = _router_call({**request, "stream": True})
-            return await router.acompletion(**kwargs)
-        return await litellm.acompletion(**_prepare({**request, "stream": True}))
+            return LiteLLMStream(await router.acompletion(**kwargs), request_secrets(request))
+        prepared, plan = _route({**request, "stream": True})
+        if plan:
+            return await lean.aopen_stream(plan)
+        return LiteLLMStream(await litellm.acompletion(**prepared), request_secrets(request))
     except Exception as exc:
-        raise map_exception(exc) from exc
+        raise map_exception(_tag_secrets(exc, request_secrets(request))) from exc
+
+
+def _clear_frames(error: BaseException | None) -> None:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__ or getattr(error, "original_exception", None)
+
+
+class LiteLLMStream:
+    """A stream from LiteLLM, let go of as soon as it ends, fails or is closed.
+
+    LiteLLM 1.110's ``CustomStreamWrapper`` sits in a reference cycle with its logging object
+    (``logging_obj.model_call_details["original_response"]`` is the wrapper), so the cyclic garbage
+    collector frees it, and its ``__del__`` sets the trace_id/session_id ContextVars. On CPython 3.11
+    the collector can run inside another ``ContextVar.set`` of the same Context (asgiref's
+    ``_restore_context``), and the nested set frees the HAMT the interrupted one is copying: a SIGSEGV
+    (CPython gh-148891, issue 19 item 11). Breaking the cycle when the run ends frees the wrapper by
+    reference counting, outside any collection; ``_litellm`` also disarms that finalizer.
+    """
+
+    def __init__(self, inner: Any, secrets: Sequence[str] = ()) -> None:
+        self.inner = inner
+        self.secrets = list(secrets)
+        self.received_finish_reason: Any = "unknown"
+        self.intermittent_finish_reason: Any = None
+        self.is_provider_stream = type(inner).__name__ == "CustomStreamWrapper"
+        self._hidden_params: dict[str, Any] = {}
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        inner = self.inner
+        self.received_finish_reason = getattr(inner, "received_finish_reason", "unknown")
+        self.intermittent_finish_reason = getattr(inner, "intermittent_finish_reason", None)
+        self._hidden_params = getattr(inner, "_hidden_params", None) or {}
+
+    def release(self, error: BaseException | None = None) -> None:
+        """Record what the assembler reads, break LiteLLM's cycles, and drop the wrapper.
+
+        A failure's traceback holds LiteLLM's frames, whose locals hold the wrapper (and the exception
+        holds the traceback): those frames are cleared too, as far as they have finished running.
+        """
+        _clear_frames(error)
+        inner = self.inner
+        if inner is None:
+            return
+        self._snapshot()
+        self.inner = None
+        seen: set[int] = set()
+        while inner is not None and id(inner) not in seen:
+            seen.add(id(inner))
+            details = getattr(getattr(inner, "logging_obj", None), "model_call_details", None)
+            if isinstance(details, dict) and details.get("original_response") is inner:
+                details["original_response"] = None
+            inner = getattr(inner, "completion_stream", None)
+
+    def __iter__(self) -> LiteLLMStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self.inner is None:
+            raise StopIteration
+        try:
+            return next(self.inner)
+        except BaseException as exc:
+            self.release(exc)
+            _tag_secrets(exc, self.secrets)
+            raise
+
+    def __aiter__(self) -> LiteLLMStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.inner is None:
+            raise StopAsyncIteration
+        try:
+            return await self.inner.__anext__()
+        except BaseException as exc:
+            self.release(exc)
+            _tag_secrets(exc, self.secrets)
+            raise
+
+    def close(self) -> None:
+        inner = self.inner
+        target = getattr(inner, "completion_stream", None) or inner
+        if target is not None and callable(getattr(target, "close", None)):
+            target.close()
+        self.release()
+
+    async def aclose(self) -> None:
+        inner = self.inner
+        target = getattr(inner, "completion_stream", None) or inner
+        if target is not None and callable(getattr(target, "aclose", None)):
+            await target.aclose()
+        self.release()
 
 
 class StreamAssembler:
@@ -340,19 +454,26 @@ class StreamAssembler:
     def finish(self) -> Completion:
         """The assembled reply; ``complete`` is False when the provider never finished it."""
         litellm = get_litellm()
+        release = getattr(self.stream, "release", None)
+        if release is not None:
+            release()
         # LiteLLM ends a cut stream with a finish_reason of "stop" of its own making; the
         # finish reason the provider really sent is only on the stream wrapper.
         received = getattr(self.stream, "received_finish_reason", "unknown")
         if received is None:
             received = getattr(self.stream, "intermittent_finish_reason", None)
-        if received is None and type(self.stream).__name__ != "CustomStreamWrapper" and self.saw_finish:
+        provider_stream = getattr(
+            self.stream, "is_provider_stream", type(self.stream).__name__ == "CustomStreamWrapper"
+        )
+        if received is None and not provider_stream and self.saw_finish:
             # The Router wraps the provider's stream in a second wrapper that sees only finished
             # chunks; the inner one has already raised if the provider cut the stream.
             received = "stop"
         if not self.chunks:
             return Completion(content="", complete=False, model=self.model)
         try:
-            built = litellm.stream_chunk_builder(self.chunks)
+            build = getattr(self.stream, "build_response", None)
+            built = build(self.chunks) if build is not None else litellm.stream_chunk_builder(self.chunks)
         except Exception:  # a malformed stream: keep what text there was
             return Completion(content=self.partial_text, complete=False, model=self.model)
         completion = _from_response(built, self.model, report_from=self.stream)
@@ -414,18 +535,55 @@ def _cost(response: Any, model: str) -> float | None:
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|(api[_-]?key['\"=:\s]+)[^\s'\",}]+", re.I)
 
 
-def scrub(text: str) -> str:
-    """Remove the configured keys, and anything that looks like a key, from a provider's error text."""
-    for secret in providers.secret_values():
+def scrub(text: str, extra: Sequence[str] = ()) -> str:
+    """Remove every credential value the server holds (and ``extra``), and anything that looks like a key.
+
+    Replacement is by value, so a key is gone whatever the provider's wording around it.
+    """
+    for secret in sorted({*providers.secret_values(), *(s for s in extra if s and len(s) >= 4)}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return _SECRET.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "***", text)
 
 
-def _provider_text(exc: BaseException) -> str:
+_SECRET_PARAM = re.compile(r"(api[_-]?key|token|secret|password|credential|authorization)", re.I)
+
+
+def request_secrets(request: Mapping[str, Any]) -> list[str]:
+    """The values of a request's key-like params (``api_key``, ``extra_headers.Authorization``, ...)."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, str) and _SECRET_PARAM.search(key):
+            found.append(value)
+            found.extend(value.split()[1:])  # "Bearer <key>": the key alone, too
+
+    for key, value in request.items():
+        if key != "messages":
+            walk(value, str(key))
+    return found
+
+
+def _tag_secrets(exc: BaseException, secrets: Sequence[str]) -> BaseException:
+    """Remember a request's own secrets on its exception, for ``map_exception`` to scrub."""
+    if secrets:
+        with contextlib.suppress(AttributeError, TypeError):
+            exc._chatmodel_secrets = list(secrets)  # type: ignore[attr-defined]
+    return exc
+
+
+def _provider_text(exc: BaseException, extra: Sequence[str] = ()) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     text = re.sub(r"^(litellm\.)?\w+Error:\s*", "", str(text))
     text = re.sub(r"^(litellm\.)?\w+Error:\s*", "", text)
-    return scrub(text)[:2000]
+    return scrub(text, extra)[:2000]
+
+
+def _is_missing_key(lowered: str) -> bool:
+    markers = ("missing credentials", "api_key client option must be set", "no api key: set")
+    return any(m in lowered for m in markers)
 
 
 def _is_json_error(lowered: str) -> bool:
@@ -440,15 +598,23 @@ def map_exception(exc: BaseException) -> LLMError:
     litellm = get_litellm()
     from litellm.exceptions import MidStreamFallbackError
 
+    extra = getattr(exc, "_chatmodel_secrets", ())
     if isinstance(exc, MidStreamFallbackError):
         # LiteLLM's wrapper for a stream that broke after it began (cut connection, malformed chunk).
         original = getattr(exc, "original_exception", None) or exc
-        detail = _provider_text(original)
+        detail = _provider_text(original, extra)
         if _is_json_error(detail.lower()):
             return LLMError("malformed_response", f"The provider sent a malformed stream chunk ({detail})", 502)
         return LLMError("stream_cut", f"The model's stream was cut before it finished ({detail})", 502, True)
-    detail = _provider_text(exc)
+    detail = _provider_text(exc, extra)
     status = getattr(exc, "status_code", None)
+    if _is_missing_key(detail.lower()):
+        # The openai SDK refuses to start without a key, and LiteLLM calls that an InternalServerError.
+        return LLMError(
+            "authentication",
+            f"The provider needs an API key: set the provider's key in the server's environment. ({detail})",
+            401,
+        )
     # Order matters: subclasses before their bases.
     table: list[tuple[type[BaseException], str, str, bool]] = [
         (

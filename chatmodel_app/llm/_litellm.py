@@ -48,6 +48,7 @@ def get_litellm() -> ModuleType:
             from litellm.utils import custom_llm_setup
 
             custom_llm_setup()
+            _disarm_stream_finalizer(litellm)
             _litellm = litellm
     return _litellm
 
@@ -61,3 +62,28 @@ def offline_handler():
 def is_loaded() -> bool:
     """Whether litellm has been imported by this process."""
     return _litellm is not None
+
+
+def _disarm_stream_finalizer(litellm: ModuleType) -> None:
+    """Keep ``CustomStreamWrapper.__del__`` from setting ContextVars while request correlation is off.
+
+    LiteLLM 1.110's finalizer writes the trace_id/session_id ContextVars back; with
+    ``request_correlation_in_logs`` off (the default) it only writes back the empty ids it found. When
+    the cyclic collector runs it inside another ``ContextVar.set`` of the same Context, CPython 3.11
+    frees the HAMT the interrupted set is still copying and the process dies (gh-148891, issue 19
+    item 11). ``llm.LiteLLMStream`` also breaks the cycle that leaves wrappers to the collector.
+    """
+    try:
+        from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+    except ImportError:  # another LiteLLM layout: nothing to disarm
+        return
+    original = CustomStreamWrapper.__dict__.get("__del__")
+    if original is None or getattr(original, "_chatmodel_disarmed", False):
+        return
+
+    def __del__(self) -> None:
+        if litellm.request_correlation_in_logs:
+            original(self)
+
+    __del__._chatmodel_disarmed = True  # type: ignore[attr-defined]
+    CustomStreamWrapper.__del__ = __del__

@@ -124,15 +124,50 @@ def missing_key(model: str) -> str | None:
     return None if os.environ.get(profile["api_key_env"]) else profile["api_key_env"]
 
 
+# Credential variables LiteLLM reads whose names the suffix rule below misses.
+LITELLM_CREDENTIAL_VARS = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "AZURE_CREDENTIAL",
+        "GIGACHAT_CREDENTIALS",
+        "VERTEXAI_CREDENTIALS",
+        "VERTEX_CREDENTIALS",
+        "WATSONX_APIKEY",
+        "WATSONX_ZENAPIKEY",
+    }
+)
+_CREDENTIAL_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "APIKEY", "_CREDENTIALS", "_ACCESS_KEY_ID")
+# Shorter values ("1", "true") are settings, not keys, and replacing them would garble error texts.
+_MIN_SECRET_LENGTH = 8
+
+
+def is_credential_var(name: str) -> bool:
+    """Whether an environment variable holds a credential: LiteLLM's key variables and anything named like one."""
+    upper = name.upper()
+    return upper in LITELLM_CREDENTIAL_VARS or upper.endswith(_CREDENTIAL_SUFFIXES) or "PASSWORD" in upper
+
+
 def secret_values() -> list[str]:
-    """Every key value the profiles can read, so error texts can be scrubbed of them."""
-    values = []
-    for profile in profiles().values():
-        env = profile.get("api_key_env")
-        value = os.environ.get(env) if env else None
-        if value and value != _PLACEHOLDER_KEY and len(value) >= 4:
-            values.append(value)
-    return values
+    """Every credential value the server holds, longest first, so error texts can be scrubbed of them.
+
+    That is the profiles' key variables, every variable LiteLLM reads a credential from (``OPENAI_API_KEY``,
+    ``ANTHROPIC_API_KEY``, ``AZURE_API_KEY``, ... all end in ``_KEY``, ``_TOKEN`` or ``_SECRET``), any
+    variable named like a credential, and keys set on the litellm module.
+    """
+    profile_vars = {profile.get("api_key_env") for profile in profiles().values()} - {None}
+    # A profile's key is a key whatever its length; elsewhere a short value is a setting.
+    values = {v for v in (os.environ.get(name) for name in profile_vars) if v and len(v) >= 4}
+    values.update(v for name, v in os.environ.items() if is_credential_var(name) and len(v) >= _MIN_SECRET_LENGTH)
+    import sys
+
+    litellm = sys.modules.get("litellm")  # only if loaded: reading the module must not import it
+    for attr in ("api_key", "openai_key", "anthropic_key", "azure_key", "cohere_key", "replicate_key"):
+        value = getattr(litellm, attr, None) if litellm is not None else None
+        if isinstance(value, str) and len(value) >= 4:
+            values.add(value)
+    found = [v for v in values if v != _PLACEHOLDER_KEY]
+    return sorted(found, key=len, reverse=True)
 
 
 def model_info_table() -> dict[str, dict[str, Any]]:
