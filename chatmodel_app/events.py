@@ -33,7 +33,16 @@ def group_name(session_uuid: Any) -> str:
     return f"chatmodel.session.{str(session_uuid).replace('-', '')}"
 
 
-def _layer():
+try:
+    from channels.layers import InMemoryChannelLayer
+except ImportError:  # channels not installed
+
+    class InMemoryChannelLayer:  # type: ignore[no-redef]
+        """Stands in for isinstance checks."""
+
+
+def channel_layer() -> Any:
+    """The default channel layer, or None when there is none (runs never fail for want of one)."""
     try:
         from channels.layers import get_channel_layer
     except ImportError:  # channels not installed: nothing to fan out to
@@ -57,9 +66,24 @@ def bind_loop() -> None:
     _home_loop = asyncio.get_running_loop()
 
 
+_private: asyncio.AbstractEventLoop | None = None
+_private_lock = threading.Lock()
+
+
+def _private_loop() -> asyncio.AbstractEventLoop:
+    """This process's publishing loop, on a daemon thread, started on first use."""
+    global _private
+    with _private_lock:
+        if _private is None or _private.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="chatmodel-publish", daemon=True).start()
+            _private = loop
+        return _private
+
+
 def publish(event: dict[str, Any]) -> None:
     """Send an event to its session's group from sync code (best effort: never raises)."""
-    layer = _layer()
+    layer = channel_layer()
     if layer is None:
         return
     message = {"type": GROUP_MESSAGE_TYPE, "event": event}
@@ -75,16 +99,19 @@ def publish(event: dict[str, Any]) -> None:
             if not on_home:
                 future.result(timeout=10)
             return
-        from asgiref.sync import async_to_sync
-
-        async_to_sync(layer.group_send)(group, message)
+        if isinstance(layer, InMemoryChannelLayer):
+            # No ASGI server runs in this process (no socket ever bound a loop): nobody can be listening.
+            return
+        # A process without a server loop (a management command, a WSGI worker) publishing to a shared
+        # layer: one private loop, kept, rather than a new loop and thread per event (async_to_sync).
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _private_loop()).result(timeout=10)
     except Exception:
         logger.exception("chatmodel: could not publish %s", event.get("type"))
 
 
 async def apublish(event: dict[str, Any]) -> None:
     """Send an event to its session's group from async code (best effort: never raises)."""
-    layer = _layer()
+    layer = channel_layer()
     if layer is None:
         return
     try:

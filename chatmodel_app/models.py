@@ -28,6 +28,17 @@ class ChatModel(models.Model):
 class Version(models.Model):
     """One version of a chat model's system prompt and model settings."""
 
+    class DoubleTexting(models.TextChoices):
+        REJECT = "reject", "reject: refuse new messages while a run is active"
+        ENQUEUE = "enqueue", "enqueue: store them and run after the active run"
+        INTERRUPT = "interrupt", "interrupt: cancel the active run (keeping its partial reply), then run"
+        ROLLBACK = "rollback", "rollback: cancel the active run and discard its partial reply, then run"
+
+    class Truncation(models.TextChoices):
+        AUTO = "auto", "auto: newest messages that fit"
+        LAST_MESSAGES = "last_messages", "last N messages"
+        SUMMARY = "summary", "summary of dropped history"
+
     chat_model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField(editable=False)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -42,14 +53,11 @@ class Version(models.Model):
     is_published = models.BooleanField(default=False)
     ratio = models.FloatField(default=1.0, help_text="A/B weight among published versions.")
     # How history is fitted into the context window (see context.py).
-    truncation = models.CharField(
-        max_length=20,
-        choices=[
-            ("auto", "auto: newest messages that fit"),
-            ("last_messages", "last N messages"),
-            ("summary", "summary of dropped history"),
-        ],
-        default="auto",
+    truncation = models.CharField(max_length=20, choices=Truncation.choices, default=Truncation.AUTO)
+    # What messages sent while a run is active do: this policy, unless a request picks one of the allowed others.
+    double_texting = models.CharField(max_length=20, choices=DoubleTexting.choices, default=DoubleTexting.REJECT)
+    double_texting_allowed = models.JSONField(
+        default=list, blank=True, help_text="Other double-texting policies a request may choose, e.g. [\"enqueue\"]."
     )
     truncation_last_messages = models.PositiveIntegerField(null=True, blank=True, help_text="N for last_messages.")
     context_window = models.PositiveIntegerField(
@@ -111,6 +119,8 @@ class Session(models.Model):
     # Rolling summary of history dropped from the context window (truncation "summary").
     summary = models.TextField(blank=True)
     summary_until_seq = models.PositiveIntegerField(null=True, blank=True)
+    # Messages enqueued while a run was active (double-texting "enqueue"), run in order after it.
+    queued = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,7 +166,13 @@ class Run(models.Model):
     error = models.CharField(max_length=40, blank=True, help_text="Error code, e.g. rate_limit, timeout.")
     error_log = models.TextField(blank=True)
     partial_content = models.TextField(blank=True, help_text="Text generated before a stream was cut or failed.")
+    # The run event seq that partial_content is complete up to (saved with it while the run streams).
+    partial_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
     cancel_requested = models.BooleanField(default=False)
+    # Cancelled by double-texting "rollback": its partial reply is kept on the run, not stored as a message.
+    rollback_requested = models.BooleanField(default=False)
+    # The channel-layer channel of the worker process running it: rejoin and cancel requests go there.
+    worker_channel = models.CharField(max_length=200, blank=True, editable=False)
     used_summary = models.BooleanField(default=False)
     attempts = models.JSONField(default=list, blank=True, help_text="Failed attempts before the answer (fallbacks).")
     created_at = models.DateTimeField(auto_now_add=True)

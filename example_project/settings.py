@@ -56,9 +56,23 @@ TEMPLATES = [
 
 # SQLite by default; PostgreSQL when DATABASE_URL is set.
 if os.environ.get("DATABASE_URL"):
+    import importlib.util
+
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    # CONN_MAX_AGE = 0: under ASGI Django runs each request on a thread of its own, so a persistent connection per
+    # thread piles up until PostgreSQL refuses more ("too many clients already"). Connections come from psycopg's
+    # pool instead (Django closes them back into it after each request); a worker holds at most
+    # DATABASE_POOL_MAX_SIZE, and a request that finds none free waits up to DATABASE_POOL_TIMEOUT seconds. A
+    # streamed REST run holds one for its whole length (it runs on a thread of its own), so the default of 40
+    # leaves room for that many at once per worker, and for two workers under PostgreSQL's default of 100.
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
+    if importlib.util.find_spec("psycopg_pool"):  # psycopg[pool]; without it, a connection per request
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "2")),
+            "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "40")),
+            "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "30")),
+        }
 else:
     DATABASES = {
         "default": {
@@ -120,6 +134,8 @@ if os.environ.get("CHATMODEL_TIMEOUT"):
     CHATMODEL_TIMEOUT = float(os.environ["CHATMODEL_TIMEOUT"])
 if os.environ.get("CHATMODEL_NUM_RETRIES"):
     CHATMODEL_NUM_RETRIES = int(os.environ["CHATMODEL_NUM_RETRIES"])
+if os.environ.get("CHATMODEL_STREAM_COALESCE_MS"):
+    CHATMODEL_STREAM_COALESCE_MS = float(os.environ["CHATMODEL_STREAM_COALESCE_MS"])
 
 LOGGING = {
     "version": 1,

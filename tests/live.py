@@ -249,6 +249,8 @@ def live_site(tmp: Path, *, redis_db: int, env: dict[str, str] | None = None) ->
             "DJANGO_DEBUG": "0",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
+            # The tests count streamed events one per provider chunk (tests/settings.py says the same).
+            "CHATMODEL_STREAM_COALESCE_MS": "0",
             **(env or {}),
         }
     )

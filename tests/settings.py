@@ -93,3 +93,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHATMODEL_NUM_RETRIES = 0
 CHATMODEL_TIMEOUT = 5.0
 CHATMODEL_OFFLINE_TOKEN_DELAY = 0.0
+# Tests count streamed events one per provider chunk; tests/services/test_streaming.py turns coalescing on.
+CHATMODEL_STREAM_COALESCE_MS = 0

@@ -14,7 +14,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chatmodel_app.api import sse
-from chatmodel_app.models import Message, Run, Session
+from chatmodel_app.models import Message, Run, Session, Version
+from chatmodel_app.services import double_texting, leases
 from chatmodel_app.testing import FakeReply
 
 pytestmark = pytest.mark.django_db
@@ -833,3 +834,52 @@ def test_the_openapi_schema_is_valid_and_complete(db):
     assert set(run_responses["200"]["content"]) == {"application/json", "text/event-stream"}
     assert {"400", "401", "403", "404", "409", "429", "502", "504"} <= set(run_responses)
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
+
+
+# --- double-texting ----------------------------------------------------------------------------------------
+
+
+def _allow(chat_model, *policies):
+    Version.objects.filter(chat_model=chat_model).update(double_texting_allowed=list(policies))
+
+
+def test_rest_reject_is_409_unless_the_version_allows_the_requested_policy(chat_model, alice):
+    session_uuid = new_session(alice)
+    busy(session_uuid)
+    refused = alice.post(
+        f"/api/sessions/{session_uuid}/messages/",
+        {"messages": [{"role": "user", "content": "Hi"}], "double_texting": "enqueue"},
+        format="json",
+    )
+    assert refused.status_code == 400 and refused.headers["Chatmodel-Error-Code"] == "invalid_params"
+    assert "not allowed" in str(refused.json())
+    assert add(alice, session_uuid, {"role": "user", "content": "Hi"}).status_code == 409
+
+
+def test_rest_enqueue_is_202_and_the_batch_is_stored_when_the_active_run_ends(chat_model, alice):
+    _allow(chat_model, "enqueue")
+    session_uuid = new_session(alice)
+    busy(session_uuid)
+    body = {"messages": [{"role": "user", "content": "Later, please"}], "double_texting": "enqueue"}
+    response = alice.post(f"/api/sessions/{session_uuid}/messages/", body, format="json")
+    assert response.status_code == 202
+    assert response.json() == {"messages": [], "double_texting": "enqueue", "run": "queued"}
+    session = Session.objects.get(uuid=session_uuid)
+    assert not Message.objects.filter(session=session).exists()
+
+    # The run in the other process ends; its worker stores the batch and starts the run of it.
+    leases.release(session_id=session.pk, run_uuid=session.active_run_uuid)
+    assert double_texting.queue_next(session=session)
+    assert [m.content for m in Message.objects.filter(session=session)] == ["Later, please"]
+    assert Session.objects.get(pk=session.pk).queued == []
+
+
+def test_rest_interrupt_gives_up_with_409_when_the_run_does_not_stop(chat_model, alice, monkeypatch):
+    _allow(chat_model, "interrupt")
+    monkeypatch.setattr(double_texting, "INTERRUPT_WAIT_SECONDS", 0.2)
+    session_uuid = new_session(alice)
+    busy(session_uuid)  # held by a "worker" that never answers
+    body = {"messages": [{"role": "user", "content": "Stop"}], "double_texting": "interrupt"}
+    response = alice.post(f"/api/sessions/{session_uuid}/messages/", body, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "session_busy"
+    assert not Message.objects.filter(session__uuid=session_uuid).exists()

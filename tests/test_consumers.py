@@ -16,8 +16,9 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 
 from chatmodel_app import consumers, llm, services
-from chatmodel_app.models import Message, Run
+from chatmodel_app.models import Message, Run, Version
 from chatmodel_app.routing import websocket_urlpatterns
+from chatmodel_app.services import live
 from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack
 from example_project.asgi import application
 
@@ -536,3 +537,134 @@ async def test_runs_follow_their_socket_when_configured(session, owner_token, sl
         assert (await _reply_of(events[-1]["run_id"])).content == _text(events)
         assert len(_text(events)) < len(f"You said: {LONG_TEXT}")
         await watcher.disconnect()
+
+
+async def test_a_watching_staff_user_may_ping(session, django_user_model):
+    staff = await database_sync_to_async(_token_of)(django_user_model, "staff", is_staff=True)
+    watcher = await _open(session.uuid, staff)
+    await watcher.send_json_to({"type": "ping", "request_id": 7})
+    pong = await watcher.receive_json_from()
+    assert (pong["type"], pong["request_id"]) == ("pong", 7)
+    await watcher.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (json.dumps({"type": ["ping"]}), "unknown_type"),
+        (json.dumps({"type": {"a": 1}}), "unknown_type"),
+        ("[" * 5000 + "]" * 5000, "invalid_json"),
+        ('{"type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+    ],
+)
+async def test_malformed_frames_get_an_error_and_the_socket_stays_open(session, owner_token, frame, code):
+    communicator = await _open(session.uuid, owner_token)
+    await communicator.send_to(text_data=frame)
+    error = await communicator.receive_json_from()
+    assert (error["type"], error["code"]) == ("error", code)
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_json_from())["type"] == "pong"
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("path_uuid", ["not-a-uuid", "00000000-0000-0000-0000-00000000000g", "1234"])
+async def test_a_malformed_session_uuid_is_refused_as_unknown(session, owner_token, path_uuid):
+    communicator = _communicator(path_uuid, token=owner_token)
+    connected, code = await communicator.connect()
+    assert (connected, code) == (False, consumers.CLOSE_NOT_FOUND)
+    await communicator.disconnect()
+
+
+# --- rejoining a live run -----------------------------------------------------------------------------------
+
+
+def _after(events, seq):
+    return "".join(e["delta"] for e in events if e["type"] == "run.delta" and e["seq"] > seq)
+
+
+async def test_a_socket_that_connects_mid_run_gets_the_text_so_far_then_the_rest(session, owner_token, slow_model):
+    first = await _open(session.uuid, owner_token)
+    await _add_user_message(first, LONG_TEXT)
+    await first.send_json_to({"type": "run"})
+    seen = await _until(first, "run.delta")
+    await _until(first, "run.delta")  # a few words in
+
+    late = await _open(session.uuid, owner_token)
+    snapshot = await late.receive_json_from(timeout=5)
+    assert snapshot["type"] == "run.snapshot" and snapshot["run_id"] == seen[-1]["run_id"]
+    assert snapshot["content"].startswith("You said:") and snapshot["seq"] >= 3
+    rest = await _until(late, "run.completed")
+    assert all(e["seq"] > snapshot["seq"] for e in rest)  # nothing twice
+    reply = await _reply_of(snapshot["run_id"])
+    assert snapshot["content"] + _after(rest, snapshot["seq"]) == reply.content  # nothing missing
+    await _until(first, "run.completed")
+    await first.disconnect()
+    await late.disconnect()
+
+
+async def test_resume_frame_mid_run_and_when_idle(session, owner_token, slow_model):
+    socket = await _open(session.uuid, owner_token)
+    await socket.send_json_to({"type": "resume", "request_id": 1})
+    idle = await _until(socket, "resumed")
+    assert idle[-1]["run_id"] is None and idle[-1]["request_id"] == 1
+
+    await _add_user_message(socket, LONG_TEXT)
+    await socket.send_json_to({"type": "run"})
+    await _until(socket, "run.delta")
+    await socket.send_json_to({"type": "resume"})  # as a client does after a missed frame
+    before = await _until(socket, "run.snapshot")
+    snapshot = before[-1]
+    rest = await _until(socket, "run.completed")
+    assert all(e["seq"] > snapshot["seq"] for e in rest if e["type"].startswith("run."))
+    reply = await _reply_of(snapshot["run_id"])
+    assert snapshot["content"] + _after(rest, snapshot["seq"]) == reply.content
+    await socket.disconnect()
+
+
+async def test_the_stored_snapshot_is_what_a_worker_without_the_run_falls_back_to(session, owner_token, slow_model):
+    socket = await _open(session.uuid, owner_token)
+    await _add_user_message(socket, LONG_TEXT)
+    await socket.send_json_to({"type": "run"})
+    delta = (await _until(socket, "run.delta"))[-1]
+    run = await database_sync_to_async(live.run_with_session)(run_id=delta["run_id"])
+    stored = live.stored_snapshot(run)
+    assert stored["type"] == "run.snapshot" and stored["run_id"] == delta["run_id"]
+    assert stored["status"] == "in_progress"
+    await _until(socket, "run.completed")
+    await socket.disconnect()
+
+
+# --- double-texting ----------------------------------------------------------------------------------------
+
+
+def _allow(chat_model, *policies):
+    Version.objects.filter(chat_model=chat_model).update(double_texting_allowed=list(policies))
+
+
+async def test_websocket_enqueue_runs_the_queued_message_after_the_active_run(session, owner_token, slow_model):
+    await database_sync_to_async(_allow)(session.chat_model, "enqueue")
+    socket = await _open(session.uuid, owner_token)
+    await _add_user_message(socket, LONG_TEXT)
+    await socket.send_json_to({"type": "run"})
+    await _until(socket, "run.delta")
+    await socket.send_json_to(
+        {
+            "type": "add_messages",
+            "request_id": "q",
+            "double_texting": "enqueue",
+            "messages": [{"role": "user", "content": "And then?"}],
+        }
+    )
+    queued = (await _until(socket, "messages.queued"))[-1]
+    assert queued["request_id"] == "q" and queued["double_texting"] == "enqueue"
+    first = (await _until(socket, "run.completed"))[-1]
+    after = await _until(socket, "run.completed", timeout=30)
+    added = [e for e in after if e["type"] == "messages.added"]
+    assert added and added[0]["messages"][0]["content"] == "And then?"
+    second = after[-1]
+    assert second["run_id"] != first["run_id"] and second["status"] == "completed"
+    roles = await database_sync_to_async(
+        lambda: list(Message.objects.filter(session=session).order_by("seq").values_list("role", flat=True))
+    )()
+    assert roles == ["user", "assistant", "user", "assistant"]
+    await socket.disconnect()

@@ -41,7 +41,7 @@ from chatmodel_app import services
 from chatmodel_app.models import ChatModel
 
 call_command("migrate", verbosity=0)
-call_command("chatmodel_demo", verbosity=0)  # simple_assistant, say_hello_bot and the login demo / demo
+call_command("chatmodel_demo", user="demo", verbosity=0)  # simple_assistant, say_hello_bot and the login demo / demo
 
 
 def published(name, description, **fields):

@@ -1,4 +1,4 @@
-"""Create the demo chat models (and, with --user, a demo login); safe to run again."""
+"""Create the demo chat models (and, only with --user, a demo login); safe to run again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from chatmodel_app.models import ChatModel, Version
+from chatmodel_app import services
+from chatmodel_app.models import ChatModel
 
 DEMO_MODELS = {
     "simple_assistant": "A general assistant: the seed documentation's examples use it.",
@@ -23,8 +24,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", help="LiteLLM model string (default: CHATMODEL_DEMO_MODEL or offline/demo).")
-        parser.add_argument("--user", default="demo", help="Create this staff login (password: same as the name).")
-        parser.add_argument("--no-user", action="store_true", help="Do not create a login.")
+        parser.add_argument(
+            "--user",
+            help="Also create this superuser login, with the name as its password: for a local demo only "
+            "(check --deploy warns about it). Without it, no account is created.",
+        )
+        parser.add_argument(
+            "--no-user", action="store_true", help="Do not create a login (the default; kept for scripts)."
+        )
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -37,16 +44,15 @@ class Command(BaseCommand):
         for name, description in DEMO_MODELS.items():
             chat_model, _ = ChatModel.objects.get_or_create(name=name, defaults={"description": description})
             if not chat_model.versions.filter(is_published=True).exists():
-                from chatmodel_app.services import version_create
-
-                version = version_create(
+                version = services.version_create(
                     chat_model=chat_model, system_prompt=SYSTEM_PROMPT, model=model, memo="Created by chatmodel_demo."
                 )
-                Version.objects.filter(pk=version.pk).update(is_published=True)
+                # Published through the publishing service, so the PublishRecord says who (nobody: a command) and when.
+                services.version_publish(version=version)
                 self.stdout.write(f"Created {name} v{version.number} on {model}.")
             else:
                 self.stdout.write(f"{name} already has a published version.")
-        if not options["no_user"]:
+        if options["user"] and not options["no_user"]:
             username = options["user"]
             User = get_user_model()
             user, created = User.objects.get_or_create(
