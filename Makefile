@@ -1,29 +1,35 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
-PYTHON ?= python3
+# The default interpreter is Python 3.12 (pyenv's when there is one): CPython 3.11 can crash in contextvars under
+# LiteLLM's stream finalizers (issue 19). 3.11 is still supported; `make test PYTHON=python3.11` uses it.
+# pyenv's interpreter of a version (a directory, or nothing), found with or without pyenv on PATH.
+pyenv_prefix = $(firstword $(shell pyenv prefix $(1) 2>/dev/null | head -n1) $(wildcard $(HOME)/.pyenv/versions/$(1).*))
+PYENV_312 := $(call pyenv_prefix,3.12)
+PYTHON ?= $(firstword $(if $(PYENV_312),$(wildcard $(PYENV_312)/bin/python3)) $(shell command -v python3.12 2>/dev/null) python3)
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+# One stamp per interpreter version: switching PYTHON rebuilds the virtualenv.
+STAMP := $(VENV)/.installed-$(PYVER)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install migrate demo run test test-postgres lint format bench bench-smoke clean
+.PHONY: install migrate demo run test test-postgres lint typecheck format docs matrix bench bench-smoke clean
 
-# pytest, run again once only if the interpreter itself crashed (SIGSEGV/SIGABRT): CPython 3.11 can
-# segfault in contextvars under asgiref's context switching (seen about once in six full runs here, never
-# a test's failure). faulthandler prints where it crashed; a test failure is never retried.
-PYTEST = sh -c '"$$0" -X faulthandler -m pytest "$$@"; status=$$?; \
-	if [ $$status -eq 139 ] || [ $$status -eq 134 ] || [ $$status -eq 245 ]; then \
-		echo "pytest crashed (exit $$status, an interpreter crash, not a test failure): running the suite once more"; \
-		"$$0" -X faulthandler -m pytest "$$@"; status=$$?; fi; exit $$status' $(PY)
+# faulthandler prints the Python stack if the interpreter itself crashes.
+PYTEST = $(PY) -X faulthandler -m pytest
 
 # The scale-out back ends (CI machines have both on loopback).
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_URL_TEST ?= redis://127.0.0.1:6379/0
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYVER)" || { echo "No Python at '$(PYTHON)': install Python 3.12 (or set PYTHON=...)."; exit 1; }
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ]; then \
+		echo "$(VENV) runs another Python than $(PYTHON) ($(PYVER)): recreating it"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,7 +38,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py chatmodel_demo
+	$(PY) manage.py chatmodel_demo --user demo
 
 # daphne is first in INSTALLED_APPS, so runserver serves ASGI (HTTP and websockets).
 run: demo
@@ -60,10 +66,10 @@ browser-deps:
 	$$SUDO apt-get install -y -q chromium || { echo "apt-get install chromium failed."; exit 1; }; \
 	[ -x "$(CHATMODEL_CHROMIUM)" ] || { echo "chromium is installed but $(CHATMODEL_CHROMIUM) is missing."; exit 1; }
 
+# Lint, format check and type check first (seconds), then the suite.
 # The multi-process scale-out tests need PostgreSQL + Redis: test-postgres runs them, this run deselects them.
 # The browser tests (tests/browser) run here and in test-postgres: Chromium is installed first.
-test: install browser-deps
-	$(PY) -m ruff check .
+test: lint typecheck browser-deps
 	$(PYTEST) -m "not scaleout" $(PYTEST_ARGS)
 
 # The same suite on PostgreSQL + Redis, the scale-out tests (several workers, tests/test_scaleout.py) included;
@@ -79,11 +85,27 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# mypy: strict on the public modules, the defaults on the rest ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(PY) -m mypy
+
 format: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# Benchmarks: scripts, not timed tests (docs/bench.md). `bench` measures everything (about 20 minutes, on a quiet
+# The manual (docs/, mkdocs.yml) into site/; strict: a broken link or anchor fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# The support matrix (noxfile.py): the lowest (Python 3.11, Django 5.2, DRF 3.15) and the highest (Python 3.13,
+# Django 6.1, DRF 3.18) supported combination, each in its own virtualenv under .nox/, on SQLite.
+# nox looks for python3.11 / python3.13 on PATH: pyenv's are put first when pyenv is there.
+empty :=
+MATRIX_PATH := $(subst $(empty) $(empty),:,$(foreach v,3.11 3.13,$(addsuffix /bin,$(call pyenv_prefix,$(v)))))
+matrix: install
+	PATH="$(MATRIX_PATH)$(if $(MATRIX_PATH),:)$$PATH" $(VENV)/bin/nox $(NOX_ARGS)
+
+# Benchmarks: scripts, not timed tests (docs/bench.md). `bench` measures everything (about 35 minutes, on a quiet
 # machine) and writes bench/RESULTS.md; `bench-smoke` runs every script tiny (well under a minute) so they keep
 # working, and writes bench/out/RESULTS-smoke.md. PostgreSQL rows use BENCH_POSTGRES_URL (default: the local server).
 bench: install
@@ -93,4 +115,4 @@ bench-smoke: install
 	$(PY) -m bench --smoke
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest-db*.sqlite3*
+	rm -rf $(VENV) .nox site *.egg-info .pytest-db*.sqlite3*
