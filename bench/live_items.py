@@ -36,9 +36,7 @@ def main() -> None:
         label = site.label
         runs = {
             "2": lambda: bench_streaming.measure(site, worker, reps=5 if smoke else 100, warmup=2 if smoke else 10),
-            "4": lambda: bench_concurrency.measure(
-                site, levels, timeout=30 if smoke else 300, floor_streams=1 if smoke else 5
-            ),
+            "4": lambda: bench_concurrency.measure(site, levels, timeout=30 if smoke else 300),
             "6": lambda: bench_rest.measure(
                 site,
                 worker,
@@ -50,7 +48,7 @@ def main() -> None:
                 site, setup_reps=1 if smoke else 20, start_reps=1 if smoke else 3, late_after=None if smoke else 10.0
             ),
         }
-        titles = {"2": "Streaming", "4": "Concurrency", "5": "Start-up", "6": "REST add_messages"}
+        titles = {"2": "Streaming", "4": "Burst", "5": "Start-up", "6": "REST add_messages"}
         for item in items:
             started = time.perf_counter()
             print(f"\n=== item {item} on {label} ===", flush=True)

@@ -1,6 +1,6 @@
 """Run every benchmark, print one table and write it to ``bench/RESULTS.md``.
 
-    .venv/bin/python -m bench              # make bench: the full run (about 20 minutes), writes bench/RESULTS.md
+    .venv/bin/python -m bench              # make bench: the full run (half an hour or more), writes bench/RESULTS.md
     .venv/bin/python -m bench --smoke      # make bench-smoke: tiny, writes bench/out/RESULTS-smoke.md
     .venv/bin/python -m bench --items 1,3  # some items only (the file then holds only those)
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if "3" in items:
         path = json_dir / "item-3-sqlite.json"
         jobs.append(([python, "-m", "bench.bench_history", "--json", str(path), *smoke], [("3", "History", path)]))
-    titles = {"2": "Streaming", "4": "Concurrency", "5": "Start-up", "6": "REST add_messages"}
+    titles = {"2": "Streaming", "4": "Burst", "5": "Start-up", "6": "REST add_messages"}
     # Item 5 starts cold workers of its own: a process (and site) of its own, so the smoke run overlaps it.
     for group in ([i for i in ("2", "6", "4") if i in items], [i for i in ("5",) if i in items]):
         if group:

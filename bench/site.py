@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -78,6 +79,33 @@ class Live:
         """One daphne worker, listening, and done with its start-up work (the LiteLLM preload of asgi.py)."""
         (worker,) = self.site.start("daphne", env=env)
         common.wait_idle(worker.process.pid)
+        return worker
+
+    def start_floor(self, api_base: str) -> Worker:
+        """A daphne worker serving the floor consumer (``bench/floor.py``) against the model at ``api_base``,
+        listening and done importing LiteLLM."""
+        from tests.live import BIN, free_port
+
+        port = free_port()
+        log = self.site.tmp / f"daphne-floor-{port}.log"
+        env = {k: v for k, v in self.site.env.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env["BENCH_FLOOR_API_BASE"] = api_base
+        command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "bench.floor:application"]
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=common.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        worker = Worker(f"floor-{port}", port, process, log, self.token)
+        self.site.workers.append(worker)  # stopped with the site, whatever happens
+        deadline = time.monotonic() + 120  # importing LiteLLM takes a minute on a busy machine
+        while True:
+            if not worker.alive() or time.monotonic() > deadline:
+                worker.stop()
+                raise RuntimeError(f"the floor worker did not listen within 120 s:\n{worker.log_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        common.wait_idle(process.pid)
         return worker
 
     def popen_worker(self) -> tuple[subprocess.Popen, int, Path]:
@@ -196,23 +224,4 @@ async def add_and_run(ws: ClientConnection, content: str, timeout: float = 60.0)
         run.error = "timeout"
     except Exception as exc:  # a dropped socket, a refused handshake
         run.error = type(exc).__name__
-    return run
-
-
-def litellm_stream(api_base: str, messages: list[dict[str, str]]) -> StreamedRun:
-    """The floor of a streamed run: a bare ``litellm.completion(stream=True)`` to the same server, timestamped."""
-    litellm = common.litellm()
-    run = StreamedRun()
-    clock = time.perf_counter
-    run.sent_at = clock()
-    stream = litellm.completion(
-        model="openai/fake-model", api_base=api_base, api_key=common.FAKE_KEY, messages=messages, stream=True
-    )
-    for chunk in stream:
-        choices = chunk.choices
-        text = choices[0].delta.content if choices else None
-        if text:
-            run.deltas.append(clock())
-            run.text.append(text)
-    run.ended = "done"
     return run
