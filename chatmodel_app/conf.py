@@ -12,8 +12,9 @@ DEFAULTS: dict[str, Any] = {
     # LiteLLM retries of a failed call (rate limit, 5xx, connection error).
     "CHATMODEL_NUM_RETRIES": 2,
     # Seconds a run's claim on its session lasts without a heartbeat; a dead worker frees it then.
-    # It must outlast a call that is retried: TIMEOUT x (NUM_RETRIES + 1) (check E002).
-    "CHATMODEL_RUN_LEASE_SECONDS": 300,
+    # It must outlast a call that is retried: LiteLLM makes up to 2 x NUM_RETRIES + 1 attempts of a retryable
+    # error, each up to TIMEOUT (check E002), so the defaults need more than 60 x 5 = 300.
+    "CHATMODEL_RUN_LEASE_SECONDS": 360,
     # Context window for models LiteLLM does not know.
     "CHATMODEL_DEFAULT_CONTEXT_WINDOW": 8192,
     # Tokens kept free for the reply when the version sets no max_tokens.

@@ -21,12 +21,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import events, services, validation
 from .access import session_access
+from .api import throttling
 from .conf import conf
 from .exceptions import ChatModelError
 from .models import Session
 from .selectors import session_get
 from .services import double_texting, live
-from .ws_auth import AUTH_FAILED_KEY
+from .ws_auth import AUTH_FAILED_KEY, token_still_valid
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -43,6 +44,11 @@ QUEUED = "messages.queued"
 # The envelope of every frame; the rest of a run frame is the run request, as a REST run's body.
 _FRAME_KEYS = frozenset({"type", "request_id"})
 _REQUEST_ID_MAX = 200
+# Seconds between checks that a token-authenticated socket's token still exists (one query, at the next frame):
+# a deleted token stops its open sockets within this time, as it stops REST calls at once.
+TOKEN_RECHECK_SECONDS = 5.0
+# Deeper frames are refused before any handler sees them (the fields' own limits are validation.MAX_JSON_DEPTH).
+_FRAME_MAX_DEPTH = 512
 
 # Runs started by sockets, referenced here so they finish (and are stored) after their socket is gone.
 _runs: set[asyncio.Task] = set()
@@ -113,6 +119,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         self.local_seq = 0
         self.tasks: set[asyncio.Task] = set()
         self.rate_limit = RateLimit(conf.WS_RATE_LIMIT)
+        self.token_checked = time.monotonic()
         events.bind_loop()
         user = self.scope.get("user")
         authenticated = user is not None and user.is_authenticated
@@ -148,6 +155,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Check a frame (rate, size, JSON object) before it is dispatched; a bad one gets an error event."""
+        if not await self.still_authenticated():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         wait = self.rate_limit.take()
         if wait:
             await self.send_error(
@@ -163,8 +173,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
+            if validation.json_too_deep(content, _FRAME_MAX_DEPTH):
+                raise ValueError(f"nested more than {_FRAME_MAX_DEPTH} levels deep")
         except (ValueError, RecursionError) as exc:
-            # RecursionError: the decoder's answer to JSON nested too deep.
+            # RecursionError: the decoder's answer to JSON nested too deep before Python 3.13.
             await self.send_error("invalid_json", f"The frame is not JSON: {exc}.")
             return
         if not isinstance(content, dict):
@@ -194,7 +206,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         # By name: bound methods are new objects on every access, so ``is`` would never match.
         if frame_type not in ("ping", "resume") and not self.can_act:
-            message = "Staff may watch other users' sessions but not change them."
+            message = "You may watch this session but not change it."
             await self.send_error("forbidden", message, request_id=request_id)
             return
         try:
@@ -224,6 +236,13 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_run(self, content: dict[str, Any], request_id: Any) -> None:
         """Start a run in a task of its own, so this socket keeps reading frames (cancel) meanwhile."""
+        # The REST run throttle, counted for the same user: one limit whichever door the runs come through.
+        wait = await database_sync_to_async(throttling.run_throttle_wait)(throttling.SocketRequest(self.scope))
+        if wait is not None:
+            message = throttling.throttled_message(wait)
+            retry_after = round(wait, 3) if wait else None
+            await self.send_error(throttling.THROTTLED_CODE, message, request_id=request_id, retry_after=retry_after)
+            return
         stream = content.get("stream", True)
         if not isinstance(stream, bool):
             await self.send_error("invalid_params", "stream must be true or false.", request_id=request_id)
@@ -256,6 +275,14 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def on_resume(self, content: dict[str, Any], request_id: Any) -> None:
         """Send the active run's ``run.snapshot`` (its text so far), then its live events; or ``resumed`` if idle."""
         await self.rejoin(announce_idle=True, request_id=request_id)
+
+    async def still_authenticated(self) -> bool:
+        """False once the token this socket was opened with is gone (checked every TOKEN_RECHECK_SECONDS)."""
+        if time.monotonic() - self.token_checked < TOKEN_RECHECK_SECONDS:
+            return True
+        valid = await token_still_valid(self.scope)
+        self.token_checked = time.monotonic()
+        return valid
 
     # --- rejoining a live run -----------------------------------------------------------------
 

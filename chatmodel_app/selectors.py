@@ -77,8 +77,8 @@ def session_messages(*, session: Session) -> QuerySet[Message]:
 
 
 def message_log(message: Message) -> dict[str, Any]:
-    """A stored message as the seed's message_logs show it."""
-    return to_log(
+    """A stored message as the seed's message_logs show it: role and content (None for a bare tool call) first."""
+    log = to_log(
         {
             "role": message.role,
             "content": message.content,
@@ -88,6 +88,8 @@ def message_log(message: Message) -> dict[str, Any]:
             "tool_calls": message.tool_calls,
         }
     )
+    # Every entry has both keys, as the docs promise, so callers may read log["content"] without a default.
+    return {"role": log.pop("role"), "content": log.pop("content", None), **log}
 
 
 def config_build(*, version: Version, session: Session | None = None) -> ChatModelConfig:
@@ -143,6 +145,13 @@ def message_page(
     return rows[:limit], len(rows) > limit
 
 
+def timestamp(value: Any) -> str | None:
+    """A datetime as the REST API writes every timestamp: DRF's ISO 8601 (``...Z`` in UTC), None for None."""
+    from rest_framework.fields import DateTimeField
+
+    return None if value is None else DateTimeField().to_representation(value)
+
+
 def message_json(message: Message) -> dict[str, Any]:
     """A stored message as the REST API and run events show it."""
     data = message_log(message)
@@ -152,7 +161,7 @@ def message_json(message: Message) -> dict[str, Any]:
         run_id=str(message.run.uuid) if message.run_id and message.run else None,
         token_count=message.token_count,
         metadata=message.metadata,
-        created_at=message.created_at.isoformat() if message.created_at else None,
+        created_at=timestamp(message.created_at),
     )
     return data
 
@@ -175,11 +184,11 @@ def chat_model_usage(*, chat_model: ChatModel | None = None, now: Any = None) ->
     week = Q(created_at__gte=now - timedelta(days=7))
     failed = Q(status__in=[Run.Status.FAILED, Run.Status.INCOMPLETE])
     tokens = Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0)
-    rows = Run.objects.filter(created_at__gte=now - timedelta(days=30))
+    runs = Run.objects.filter(created_at__gte=now - timedelta(days=30))
     if chat_model is not None:
-        rows = rows.filter(version__chat_model=chat_model)
+        runs = runs.filter(version__chat_model=chat_model)
     rows = (
-        rows.values(chat_model_id=F("version__chat_model_id"), name=F("version__chat_model__name"))
+        runs.values(chat_model_id=F("version__chat_model_id"), name=F("version__chat_model__name"))
         .annotate(
             runs_7=Count("pk", filter=week),
             failed_7=Count("pk", filter=week & failed),
@@ -192,7 +201,7 @@ def chat_model_usage(*, chat_model: ChatModel | None = None, now: Any = None) ->
         )
         .order_by("-runs_30", "name")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def _runs_failed(prefix: str = "") -> Any:

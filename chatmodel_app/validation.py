@@ -96,6 +96,19 @@ def json_check(
             raise error(_at(where, f"larger than {max_chars} characters as JSON."), field=_field(where))
 
 
+def json_too_deep(value: Any, max_depth: int) -> bool:
+    """Whether a parsed JSON value nests deeper than ``max_depth`` (without recursion; Python 3.13's decoder
+    parses any depth, where 3.11 and 3.12 raised RecursionError)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def keys_check(
     item: Mapping[Any, Any], allowed: frozenset[str] | set[str], where: str, error: type[ChatModelError]
 ) -> None:
@@ -228,7 +241,7 @@ def validate_tool(item: Any, where: str = "tool") -> dict[str, Any]:
     if not isinstance(required, Sequence) or isinstance(required, str) or not all(r in properties for r in required):
         raise InvalidParams(f"{where}.parameters.required must list names defined in properties.", field=field)
     keys_check(function, _FUNCTION_KEYS, where, InvalidParams)
-    clean = {"name": name, "parameters": dict(parameters)}
+    clean: dict[str, Any] = {"name": name, "parameters": dict(parameters)}
     if description:
         clean["description"] = description
     if "strict" in function:
@@ -401,8 +414,50 @@ SECRET_PARAMS = frozenset(
         "aws_session_token",
         "azure_ad_token",
         "vertex_credentials",
+        "token",
+        "password",
     }
 )
+# A param, header or body field whose name has one of these words ("x-api-key", "access_token", "Authorization")
+# carries a credential. Whole words, so "max_tokens" or "top_k" are not taken for one.
+_SECRET_WORDS = frozenset(
+    {
+        *("key", "apikey", "token", "secret", "password", "passwd"),
+        *("authorization", "auth", "credential", "credentials", "cookie", "bearer"),
+    }
+)
+# Params whose keys are sent as HTTP headers, body fields or query parameters: their names are checked too.
+_NESTED_PARAMS = frozenset({"extra_headers", "headers", "default_headers", "extra_body", "extra_query"})
+# What a stored or shown copy of params has in place of a credential.
+REDACTED = "[redacted]"
+
+
+def is_secret_param(name: Any) -> bool:
+    """Whether a param (or a header or body field it sends) named ``name`` carries a credential."""
+    text = str(name).lower()
+    return text in SECRET_PARAMS or bool(_SECRET_WORDS.intersection(re.split(r"[^a-z0-9]+", text)))
+
+
+def secret_param_paths(params: Mapping[str, Any]) -> list[str]:
+    """The credential-carrying entries of ``params`` (``api_key``, ``extra_headers.Authorization``), sorted."""
+    found = [str(k) for k in params if is_secret_param(k)]
+    for name in _NESTED_PARAMS:
+        nested = params.get(name)
+        if isinstance(nested, Mapping):
+            found += [f"{name}.{k}" for k in nested if is_secret_param(k)]
+    return sorted(found)
+
+
+def params_redacted(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``params`` fit to store or show: every credential-carrying value replaced."""
+    clean = {k: REDACTED if is_secret_param(k) else v for k, v in params.items()}
+    for name in _NESTED_PARAMS:
+        nested = clean.get(name)
+        if isinstance(nested, Mapping):
+            clean[name] = {k: REDACTED if is_secret_param(k) else v for k, v in nested.items()}
+    return clean
+
+
 SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
@@ -411,11 +466,11 @@ def version_params_validate(params: Any) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         raise InvalidParams('params must be a JSON object, e.g. {"temperature": 0.7, "max_tokens": 512}.')
     json_check(dict(params), "params", InvalidParams)
-    secrets = sorted(k for k in params if k in SECRET_PARAMS or str(k).endswith(("_key", "_secret")))
+    secrets = secret_param_paths(params)
     if secrets:
         raise InvalidParams(
-            f"params must not hold provider keys ({', '.join(secrets)}): keys come from the server's environment, "
-            "never from the database."
+            f"params must not hold credentials ({', '.join(secrets)}): keys, tokens and auth headers come from the "
+            "server's environment, never from the database."
         )
     # The caller-facing check knows the ranges; a blank version puts no ceiling on max_tokens.
     validate_run_params({k: v for k, v in params.items() if k in conf.ALLOWED_PARAMS}, Version(params={}))
@@ -482,7 +537,7 @@ def version_fields_clean(fields: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def check_truncation(truncation: str, last_messages: int | None) -> None:
+def check_truncation(truncation: str | None, last_messages: int | None) -> None:
     """Truncation ``last_messages`` needs its N."""
     if truncation == Version.Truncation.LAST_MESSAGES and not last_messages:
         raise InvalidParams("truncation 'last_messages' needs truncation_last_messages: how many messages to keep.")

@@ -41,7 +41,9 @@ def users(db):
     # No passwords: hashing one costs more than the test (tokens and force_login need none).
     alice = User.objects.create_user("alice")
     bob = User.objects.create_user("bob")
+    # Reads other users' sessions by its explicit permission (the staff flag alone gives nothing).
     staff = User.objects.create_user("staff", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="chatmodel_app", codename="view_session"))
     return {"alice": alice, "bob": bob, "staff": staff}
 
 
@@ -283,11 +285,18 @@ def test_create_a_session_with_a_chosen_uuid(chat_model, make_chat_model, alice,
     again = alice.post(url, {"uuid": chosen}, format="json")
     assert again.status_code == 200  # get-or-create, as ChatModel(name, session_uuid) does
     assert Session.objects.filter(uuid=chosen).count() == 1
+    # Issue 19 item 10: someone else's uuid is refused as any unusable uuid is, so Bob cannot tell it exists.
     taken = bob.post(url, {"uuid": chosen}, format="json")
-    assert taken.status_code == 409
-    assert taken.json()["code"] == "session_exists"
+    nil = bob.post(url, {"uuid": str(uuid.UUID(int=0))}, format="json")
+    assert taken.status_code == nil.status_code == 400
+    assert taken.json() == nil.json() == {"uuid": [taken.json()["uuid"][0]]}
+    assert taken["Chatmodel-Error-Code"] == nil["Chatmodel-Error-Code"] == "invalid_params"
+    assert Session.objects.filter(uuid=chosen).get().user.username == "alice"
+    assert not Session.objects.filter(uuid=uuid.UUID(int=0)).exists()
+    # Its owner may know: on another chat model it is 409 session_exists.
     other_model = alice.post("/api/chat-models/other_model/sessions/", {"uuid": chosen}, format="json")
     assert other_model.status_code == 409
+    assert other_model.json()["code"] == "session_exists"
 
 
 def test_get_a_session_owner_staff_and_others(chat_model, alice, bob, staff):
@@ -332,7 +341,8 @@ def test_list_my_sessions(make_chat_model, alice, bob):
     assert alice.get("/api/sessions/", {"chat_model": "nope"}).status_code == 404
     assert alice.get("/api/sessions/", {"limit": "many"}).status_code == 400
     assert alice.get("/api/sessions/", {"limit": 201}).status_code == 400
-    assert alice.get("/api/sessions/", {"cursor": "not-a-cursor"}).status_code == 404
+    # Issue 19 item 9: a bad cursor is a bad query (400, as a bad limit), never a 500 nor "no such object".
+    assert alice.get("/api/sessions/", {"cursor": "not-a-cursor"}).status_code == 400
 
 
 # --- messages -----------------------------------------------------------------------------------------------
@@ -656,7 +666,9 @@ def test_the_status_of_each_run_outcome():
     assert run_status(failed("context_window_exceeded")) == 400
     assert run_status(failed("session_busy")) == 409
     assert run_status(failed("session_not_found")) == 404
-    assert run_status(failed("database_error")) == 500
+    # Issue 19 item 10: the database's outage is a 503 (retry later), not this server's bug.
+    assert run_status(failed("database_error")) == 503
+    assert run_status(failed("database_error", "r")) == 503
     assert run_status(failed("internal_error")) == 500
     assert run_status(failed("lease_lost", "r")) == 500
     assert run_status(failed("timeout", "r")) == 504
@@ -829,6 +841,7 @@ def test_the_openapi_schema_is_valid_and_complete(db):
         ("/api/sessions/{uuid}/messages/", "post"),
         ("/api/sessions/{uuid}/run/", "post"),
         ("/api/sessions/{uuid}/cancel/", "post"),
+        ("/api/sessions/{uuid}/events/", "get"),
     }
     run_responses = schema["paths"]["/api/sessions/{uuid}/run/"]["post"]["responses"]
     assert set(run_responses["200"]["content"]) == {"application/json", "text/event-stream"}

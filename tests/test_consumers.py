@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 
@@ -19,7 +19,7 @@ from chatmodel_app import consumers, llm, services
 from chatmodel_app.models import Message, Run, Version
 from chatmodel_app.routing import websocket_urlpatterns
 from chatmodel_app.services import live
-from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack
+from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack, SameOriginValidator
 from example_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,9 +71,15 @@ def session(make_chat_model, owner):
     return services.session_create(chat_model=chat_model, user=owner)
 
 
-def _token_of(django_user_model, username, **fields):
+def _token_of(django_user_model, username, *, perms=(), **fields):
     user = django_user_model.objects.create_user(username, password="pw", **fields)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="chatmodel_app", codename__in=perms))
     return Token.objects.create(user=user).key
+
+
+def _reader_token(django_user_model, username="staff"):
+    """A staff user granted chatmodel_app.view_session: reads (watches) other users' sessions."""
+    return _token_of(django_user_model, username, perms=("view_session",), is_staff=True)
 
 
 def _communicator(session_uuid, *, token=None, headers=(), app=application):
@@ -173,7 +179,7 @@ async def test_session_without_user_is_staff_only(make_chat_model, django_user_m
     communicator = _communicator(orphan.uuid, token=owner_token)
     assert await communicator.connect() == (False, consumers.CLOSE_NOT_FOUND)
     await communicator.disconnect()
-    staff = await database_sync_to_async(_token_of)(django_user_model, "staff", is_staff=True)
+    staff = await database_sync_to_async(_reader_token)(django_user_model)
     communicator = await _open(orphan.uuid, staff)
     error = await _add_user_message(communicator, "Hello")
     assert (error["type"], error["code"]) == ("error", "forbidden")
@@ -197,7 +203,7 @@ async def test_anonymous_sockets_when_the_api_allows_anonymous_callers(session, 
 
 
 async def test_staff_may_watch_a_users_session_but_not_change_it(session, owner_token, django_user_model):
-    staff = await database_sync_to_async(_token_of)(django_user_model, "staff", is_staff=True)
+    staff = await database_sync_to_async(_reader_token)(django_user_model)
     watcher = await _open(session.uuid, staff)
     for frame in ({"type": "run"}, {"type": "cancel"}, {"type": "add_messages", "messages": []}):
         await watcher.send_json_to(frame)
@@ -213,16 +219,22 @@ async def test_staff_may_watch_a_users_session_but_not_change_it(session, owner_
 
 
 async def test_foreign_origin_is_refused(session, owner_token):
+    # The example project's validator (scheme, host and port: tests/test_hardening.py has the cases).
+    app = SameOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    host = (b"host", b"chat.example.com")
     with override_settings(ALLOWED_HOSTS=["chat.example.com"]):
-        app = AllowedHostsOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-    evil = _communicator(session.uuid, token=owner_token, headers=[(b"origin", b"https://evil.example.net")], app=app)
-    connected, _ = await evil.connect()
-    assert not connected
-    await evil.disconnect()
-    good = _communicator(session.uuid, token=owner_token, headers=[(b"origin", b"https://chat.example.com")], app=app)
-    connected, _ = await good.connect()
-    assert connected
-    await good.disconnect()
+        evil = _communicator(
+            session.uuid, token=owner_token, headers=[host, (b"origin", b"https://evil.example.net")], app=app
+        )
+        connected, _ = await evil.connect()
+        assert not connected
+        await evil.disconnect()
+        good = _communicator(
+            session.uuid, token=owner_token, headers=[host, (b"origin", b"http://chat.example.com")], app=app
+        )
+        connected, _ = await good.connect()
+        assert connected
+        await good.disconnect()
 
 
 # --- the protocol ----------------------------------------------------------------------------------
@@ -540,7 +552,7 @@ async def test_runs_follow_their_socket_when_configured(session, owner_token, sl
 
 
 async def test_a_watching_staff_user_may_ping(session, django_user_model):
-    staff = await database_sync_to_async(_token_of)(django_user_model, "staff", is_staff=True)
+    staff = await database_sync_to_async(_reader_token)(django_user_model)
     watcher = await _open(session.uuid, staff)
     await watcher.send_json_to({"type": "ping", "request_id": 7})
     pong = await watcher.receive_json_from()

@@ -290,6 +290,97 @@ async def test_an_idle_socket_stays_open_and_gets_a_later_run(workers):
     assert seen[-1]["message"]["content"] == response.json()["content"] == "Hello! What can I help you with?"
 
 
+# --- rejoin and double-texting across workers ---------------------------------------------------------------
+
+
+def _deltas_after(events: list[dict], seq: int) -> str:
+    return "".join(e["delta"] for e in events if e["type"] == "run.delta" and e["seq"] > seq)
+
+
+@pytest.mark.scaleout
+async def test_a_socket_on_another_worker_rejoins_a_live_run_with_no_gap_and_no_duplicate(workers):
+    a, b, _ = workers
+    with a.client() as client:
+        session_uuid = await asyncio.to_thread(_session, client, LONG_TEXT)
+    async with a.socket(session_uuid) as driver:
+        await driver.send(json.dumps({"type": "run", "stream": True}))
+        await _until(driver, "run.delta")
+        await _until(driver, "run.delta")
+        # The run streams on A; B's socket asks A's worker for the text so far, then follows the live events.
+        async with b.socket(session_uuid) as late:
+            snapshot = json.loads(await asyncio.wait_for(late.recv(), 10))
+            assert snapshot["type"] == "run.snapshot", snapshot
+            assert snapshot["seq"] >= 3 and snapshot["content"].startswith("You said:")
+            rest = await _until(late, "run.completed", "run.failed")
+        await _until(driver, "run.completed", "run.failed")
+    assert all(e["seq"] > snapshot["seq"] for e in rest)
+    assert rest[-1]["type"] == "run.completed"
+    assert snapshot["content"] + _deltas_after(rest, snapshot["seq"]) == REPLY
+
+
+def _allow_double_texting(site: Site) -> None:
+    site.query(
+        "UPDATE chatmodel_app_version SET double_texting_allowed = %s::jsonb RETURNING id",
+        ('["enqueue", "interrupt", "rollback"]',),
+    )
+
+
+def _post_messages(worker: Worker, session_uuid: str, text: str, policy: str) -> httpx.Response:
+    with worker.client() as client:
+        return client.post(
+            f"/api/sessions/{session_uuid}/messages/",
+            json={"messages": [{"role": "user", "content": text}], "double_texting": policy},
+        )
+
+
+@pytest.mark.scaleout
+async def test_enqueue_on_one_worker_runs_after_the_run_on_another(site, workers):
+    a, b, _ = workers
+    _allow_double_texting(site)
+    with a.client() as client:
+        session_uuid = await asyncio.to_thread(_session, client, LONG_TEXT)
+    async with a.socket(session_uuid) as ws:
+        await ws.send(json.dumps({"type": "run", "stream": True}))
+        await _until(ws, "run.delta")
+        queued = await asyncio.to_thread(_post_messages, b, session_uuid, "Next, please", "enqueue")
+        assert queued.status_code == 202, queued.text
+        assert queued.json()["run"] == "queued"
+        first = (await _until(ws, "run.completed"))[-1]
+        after = await _until(ws, "run.completed", timeout=30)
+    assert after[-1]["run_id"] != first["run_id"]
+    history = await asyncio.to_thread(_history, a, session_uuid)
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[1]["content"] == REPLY and history[2]["content"] == "Next, please"
+    assert [m["seq"] for m in history] == [1, 2, 3, 4]
+
+
+@pytest.mark.scaleout
+@pytest.mark.parametrize("policy", ["interrupt", "rollback"])
+async def test_interrupt_and_rollback_on_one_worker_stop_the_run_on_another(site, workers, policy):
+    a, b, _ = workers
+    _allow_double_texting(site)
+    with a.client() as client:
+        session_uuid = await asyncio.to_thread(_session, client, LONG_TEXT)
+    async with a.socket(session_uuid) as ws:
+        await ws.send(json.dumps({"type": "run", "stream": True}))
+        await _until(ws, "run.delta")
+        response = await asyncio.to_thread(_post_messages, b, session_uuid, "Stop, new question", policy)
+        assert response.status_code == 201, response.text
+        assert response.json()["run"] == "started"
+        first = (await _until(ws, "run.completed"))[-1]
+        assert first["status"] == "cancelled"
+        second = (await _until(ws, "run.completed", timeout=30))[-1]
+    assert second["status"] == "completed"
+    history = await asyncio.to_thread(_history, a, session_uuid)
+    roles = [m["role"] for m in history]
+    if policy == "interrupt":
+        assert roles == ["user", "assistant", "user", "assistant"]
+        assert REPLY.startswith(history[1]["content"]) and history[1]["metadata"] == {"cancelled": True}
+    else:
+        assert roles == ["user", "user", "assistant"]
+    assert [m["seq"] for m in history] == list(range(1, len(history) + 1))
+
+
 # --- a worker dies mid-run ----------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.utils import unquote
@@ -12,6 +12,16 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+
+if TYPE_CHECKING:
+    from ..models import Version
+
+    # What the mixins of VersionAdmin are mixed into, so their uses of ModelAdmin's API are checked.
+    VersionAdminBase = ModelAdmin[Version]
+else:
+    VersionAdminBase = object
+
+_M = TypeVar("_M", bound=Model)
 
 CSS = ("chatmodel_app/admin/admin.css",)
 
@@ -44,7 +54,7 @@ def search_by_uuid(queryset: QuerySet, term: str, *fields: str) -> QuerySet | No
     return queryset.filter(query)
 
 
-def object_or_404(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> Model:
+def object_or_404(model_admin: ModelAdmin[_M], request: HttpRequest, object_id: str) -> _M:
     """The object a custom admin page is about, when it exists and the user may view it."""
     obj = model_admin.get_object(request, unquote(object_id))
     if obj is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -16,6 +16,18 @@ from ..conf import conf
 from ..models import ChatModel, Version
 from . import diff
 from .base import CSS, admin_url, object_or_404
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _VersionSummary(TypedDict):
+        _version_count: int
+        published: list[Version]
+
+    # A chat model as get_queryset reads it (selectors.chat_models_annotate_versions).
+    AnnotatedChatModel = WithAnnotations[ChatModel, _VersionSummary]
 
 
 def usage_or_zero(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -45,11 +57,11 @@ class ChatModelAdmin(admin.ModelAdmin):
         return selectors.chat_models_annotate_versions(super().get_queryset(request))
 
     @admin.display(description="versions", ordering="_version_count")
-    def version_count(self, obj: ChatModel) -> int:
+    def version_count(self, obj: AnnotatedChatModel) -> int:
         return obj._version_count
 
     @admin.display(description="published (A/B ratio)")
-    def published_versions(self, obj: ChatModel) -> str:
+    def published_versions(self, obj: AnnotatedChatModel) -> str:
         return ", ".join(f"v{v.number} ({v.ratio:g})" for v in obj.published) or "-"
 
     def get_urls(self) -> list:
@@ -63,13 +75,14 @@ class ChatModelAdmin(admin.ModelAdmin):
         ]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None) -> HttpResponse:
-        chat_model = self.get_object(request, unquote(object_id))
+        # get_object reads through get_queryset, so the chat model carries its annotations.
+        chat_model = cast("AnnotatedChatModel | None", self.get_object(request, unquote(object_id)))
         extra = dict(extra_context or {})
         if chat_model is not None:
             extra.update(self._workspace_context(chat_model))
         return super().change_view(request, object_id, form_url, extra)
 
-    def _workspace_context(self, chat_model: ChatModel) -> dict[str, Any]:
+    def _workspace_context(self, chat_model: AnnotatedChatModel) -> dict[str, Any]:
         versions = selectors.chat_model_versions(chat_model=chat_model, limit=conf.ADMIN_VERSIONS_ON_PAGE)
         return {
             "workspace_versions": versions,

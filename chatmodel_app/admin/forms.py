@@ -63,7 +63,7 @@ class JSONTextField(forms.JSONField):
             raise
 
 
-class ListTextField(forms.CharField):
+class ListTextField(forms.Field):
     """A list of strings typed as text: split on ``separator``, blanks dropped."""
 
     def __init__(self, *, separator: str = ",", **kwargs: Any) -> None:
@@ -77,7 +77,7 @@ class ListTextField(forms.CharField):
         return value
 
     def to_python(self, value: Any) -> list[str]:
-        text = super().to_python(value) or ""
+        text = "" if value in self.empty_values else str(value)
         return [part.strip() for part in text.split(self.separator) if part.strip()]
 
 
@@ -166,7 +166,8 @@ class VersionForm(forms.ModelForm):
         return self._field("summary_model")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         try:
             check_truncation(data.get("truncation"), data.get("truncation_last_messages"))
         except InvalidParams:
@@ -222,7 +223,8 @@ class PublishForm(forms.Form):
         return sorted(by_model.values(), key=lambda group: group[0].name)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         for version in [*self.chosen, *self.others]:
             key = f"ratio_{version.pk}"
             in_set = version in self.chosen or data.get(f"keep_{version.pk}")

@@ -12,8 +12,9 @@ from django.templatetags.static import static
 from django.urls import NoReverseMatch, path, reverse
 
 from .. import selectors, services
+from ..access import PLAYGROUND_RUN_PERMISSION
 from ..models import Session, Version
-from .base import admin_url, object_or_404
+from .base import VersionAdminBase, admin_url, object_or_404
 
 # The newest messages a playground page shows; older turns are on the session's admin page.
 HISTORY = 200
@@ -27,7 +28,7 @@ def messages_url(session: Session) -> str | None:
         return None
 
 
-class PlaygroundMixin:
+class PlaygroundMixin(VersionAdminBase):
     """VersionAdmin's playground pages: ``<id>/playground/`` starts a session, ``<id>/playground/<uuid>/`` is it."""
 
     def playground_urls(self) -> list:
@@ -54,6 +55,9 @@ class PlaygroundMixin:
     def playground_start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST: start a playground session on this version (published or not); GET: a page with that button."""
         version = self._playground_version(request, object_id)
+        # Running a draft costs money: the permission to change versions, not only to view them.
+        if not request.user.has_perm(PLAYGROUND_RUN_PERMISSION):
+            raise PermissionDenied
         if request.method == "POST":
             session = services.session_create(
                 chat_model=version.chat_model,

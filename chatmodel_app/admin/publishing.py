@@ -13,11 +13,11 @@ from django.urls import path
 from .. import selectors, services
 from ..exceptions import ChatModelError
 from ..models import ChatModel, PublishRecord, Version
-from .base import admin_url, object_or_404
+from .base import VersionAdminBase, admin_url, object_or_404
 from .forms import PublishForm
 
 
-class PublishingMixin:
+class PublishingMixin(VersionAdminBase):
     """VersionAdmin's publish page (``<id>/publish/``) and its publish / unpublish actions."""
 
     def publish_urls(self) -> list:
@@ -82,13 +82,16 @@ class PublishingMixin:
                     f" in favour of {', '.join(f'v{r.version.number}' for r in published)}." if published else "."
                 )
             self.log_change(request, record.version, note)
-        self.log_change(request, chat_model, summary[0].upper() + summary[1:] + ".")
+        # log_change records any model (the content type comes from the object); the stubs tie it to Version.
+        self.log_change(request, chat_model, summary[0].upper() + summary[1:] + ".")  # type: ignore[arg-type]
         self.message_user(request, f"Chat model {chat_model}: {summary}.", messages.SUCCESS)
 
     def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Publish this version alone, or alongside published ones with A/B ratios."""
         version = object_or_404(self, request, object_id)
-        return self._publish_page(request, [version], action=False)
+        response = self._publish_page(request, [version], action=False)
+        assert response is not None  # only the action's page returns None
+        return response
 
     @admin.action(description="Publish selected versions…", permissions=["publish"])
     def publish_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

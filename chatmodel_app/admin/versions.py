@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -24,6 +24,9 @@ from .diff import pretty
 from .forms import VersionForm
 from .playground import PlaygroundMixin
 from .publishing import PublishingMixin
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ActionLocation  # new in Django 6.1
 
 
 class _ServiceError(Exception):
@@ -89,8 +92,11 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     def short_memo(self, obj: Version) -> str:
         return Truncator(obj.memo).chars(60)
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: ActionLocation | None = None) -> dict[str, Any]:
+        # Django 6.1 passes the page the actions are for (and warns about overrides that do not take it);
+        # Django 5.2 has no such parameter, so it is passed on only when given.
+        location = {} if action_location is None else {"action_location": action_location}
+        actions = super().get_actions(request, **location)
         # Versions are history: drafts are deleted one at a time from their page, never in bulk.
         actions.pop("delete_selected", None)
         return actions
@@ -114,9 +120,12 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     # -- permissions
 
     def _in_use(self, obj: Version) -> bool:
-        if not hasattr(obj, "_in_use"):
-            obj._in_use = services.version_in_use(version=obj)
-        return obj._in_use
+        # get_queryset annotates it; a version from elsewhere asks once and keeps the answer the same way.
+        in_use: bool | None = getattr(obj, "_in_use", None)
+        if in_use is None:
+            in_use = services.version_in_use(version=obj)
+            vars(obj)["_in_use"] = in_use
+        return in_use
 
     def has_change_permission(self, request: HttpRequest, obj: Version | None = None) -> bool:
         # A version that has served a session is shown read-only (Django's view-only page).
@@ -167,9 +176,9 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)
-        chat_model_id = initial.get("chat_model")
+        chat_model_id = str(initial.get("chat_model") or "")
         latest = None
-        if chat_model_id and str(chat_model_id).isdigit():
+        if chat_model_id.isdigit():
             latest = selectors.version_latest(chat_model_id=int(chat_model_id))
         # A new version starts from the newest one of its chat model, or from the offline model.
         if latest is not None:
@@ -201,7 +210,7 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
             if change:
                 saved = services.version_update(version=obj, **fields)
             else:
-                saved = services.version_draft_create(
+                saved = services.version_create(
                     chat_model=form.cleaned_data["chat_model"], created_by=request.user, **fields
                 )
         except ChatModelError as exc:
@@ -212,8 +221,10 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     def response_add(self, request: HttpRequest, obj: Version, post_url_continue=None) -> HttpResponse:
         if "_addanother" not in request.POST and "_popup" not in request.POST:
             # A new draft is for editing and trying: stay on it.
-            request.POST = request.POST.copy()
-            request.POST["_continue"] = "1"
+            post = request.POST.copy()
+            post["_continue"] = "1"
+            # The stubs type request.POST as immutable; Django lets a view replace it, and response_add reads it.
+            request.POST = post  # type: ignore[assignment]
         return super().response_add(request, obj, post_url_continue)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None) -> HttpResponse:

@@ -9,16 +9,21 @@ Python API would give for the same input.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from ..exceptions import ERROR_CODES, ChatModelError, InvalidMessages, InvalidParams, RequestTooLarge, http_status
 from ..types import LLMResponse
+
+logger = logging.getLogger("chatmodel_app")
 
 ERROR_CODE_HEADER = "Chatmodel-Error-Code"
 
@@ -29,6 +34,9 @@ UPSTREAM_STATUS = status.HTTP_502_BAD_GATEWAY
 UPSTREAM_TIMEOUT_STATUS = status.HTTP_504_GATEWAY_TIMEOUT
 # Failures of this server itself, whether before or after the model call.
 SERVER_ERROR_CODES = frozenset(code for code, entry in ERROR_CODES.items() if entry.http_status == 500)
+# The database (not this code, not the model) failed: a passing outage, so 503, which clients and proxies retry.
+STORAGE_ERROR_CODE = "database_error"
+STORAGE_STATUS = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 class FieldErrors(exceptions.ValidationError):
@@ -44,6 +52,8 @@ def run_status(response: LLMResponse) -> int:
     if not response.error:
         return status.HTTP_200_OK
     code = response.error_code or ""
+    if code == STORAGE_ERROR_CODE:
+        return STORAGE_STATUS
     if code in SERVER_ERROR_CODES:
         return status.HTTP_500_INTERNAL_SERVER_ERROR
     if response.run_uuid is None:
@@ -83,6 +93,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     elif isinstance(exc, FieldErrors):
         code = exc.error_code
+    elif isinstance(exc, DatabaseError):
+        # JSON like every other error of the API, not Django's HTML 500 page.
+        logger.exception("chatmodel api: database error")
+        set_rollback()
+        body = {"detail": "The database is unavailable; try again shortly.", "code": STORAGE_ERROR_CODE}
+        return Response(body, status=STORAGE_STATUS, headers={ERROR_CODE_HEADER: STORAGE_ERROR_CODE})
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

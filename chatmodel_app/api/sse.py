@@ -192,3 +192,77 @@ def wait_idle(timeout: float = 10.0) -> bool:
         for pump in pumps:
             if not pump.join(max(0.0, deadline - time.monotonic())):
                 return False
+
+
+def _last_event(value: str | None) -> tuple[str, int]:
+    """``Last-Event-ID`` as the frames write it (``<run_id>:<seq>``); ("", 0) when absent or malformed."""
+    run_id, _, seq = (value or "").partition(":")
+    return (run_id, int(seq)) if seq.isdigit() and len(seq) < 10 else ("", 0)
+
+
+async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive: float) -> AsyncIterator[bytes]:
+    """The live events of ``run``: its text so far (``run.snapshot``), then each later event, to its end.
+
+    ``Last-Event-ID`` (``<run_id>:<seq>``) of a client that reconnects skips what it already has: when it is at or
+    past the snapshot, only the events after it are sent. On any worker: a run streaming in another process is
+    asked for its snapshot through the channel layer (``services.live``).
+    """
+    from ..services import live
+
+    events.bind_loop()  # runs on threads of this server publish through this loop from now on
+    layer = events.channel_layer()
+    run_id = str(run.uuid)
+    if layer is None:
+        yield frame(live.stored_snapshot(run))
+        return
+    channel = await layer.new_channel(prefix="chatmodel.sse.")
+    group = events.group_name(session.uuid)
+    await layer.group_add(group, channel)
+    try:
+        held: list[dict[str, Any]] = []
+        snap = await live.snapshot(run, reply_to=channel)
+        deadline = time.monotonic() + live.SNAPSHOT_TIMEOUT
+        while snap is None:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                snap = live.stored_snapshot(run)
+                break
+            if message.get("type") == live.SNAPSHOT_REPLY and message.get("run_id") == run_id:
+                snap = message.get("snapshot") or live.stored_snapshot(run)
+            elif message.get("type") == events.GROUP_MESSAGE_TYPE:
+                held.append(message["event"])
+        last_run, last_seq = _last_event(last_event_id)
+        floor = snap.get("seq") or 0
+        if last_run == run_id and last_seq >= floor:
+            floor = last_seq
+        else:
+            yield frame(snap)
+        pending = list(held)
+        while True:
+            for event in pending:
+                if event.get("run_id") != run_id or event.get("seq", 0) <= floor:
+                    continue
+                yield frame(event)
+                if event["type"] in TERMINAL_EVENTS:
+                    return
+            pending = []
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=keepalive)
+            except TimeoutError:
+                yield _KEEPALIVE
+                continue
+            if message.get("type") == events.GROUP_MESSAGE_TYPE:
+                pending.append(message["event"])
+    finally:
+        await layer.group_discard(group, channel)
+
+
+def follow_response(session: Any, run: Any, *, last_event_id: str | None, keepalive: float) -> StreamingHttpResponse:
+    """The streaming response of ``follow``."""
+    resp = StreamingHttpResponse(
+        follow(session, run, last_event_id=last_event_id, keepalive=keepalive), content_type=CONTENT_TYPE
+    )
+    resp["Cache-Control"] = "no-cache"
+    resp["X-Accel-Buffering"] = "no"
+    return resp

@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/sessions/<str:uuid>/messages/", views.MessagesView.as_view(), name="messages"),
     path("api/sessions/<str:uuid>/run/", views.RunView.as_view(), name="run"),
     path("api/sessions/<str:uuid>/cancel/", views.CancelView.as_view(), name="cancel"),
+    path("api/sessions/<str:uuid>/events/", views.RunEventsView.as_view(), name="events"),
     path("api/schema/", views.SchemaView.as_view(), name="schema"),
 ]

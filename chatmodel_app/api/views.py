@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid as uuid_module
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.utils.module_loading import import_string
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -24,11 +28,26 @@ from .. import access, selectors, services, validation
 from ..conf import conf
 from ..exceptions import InvalidParams, SessionNotFound, SessionOfOtherChatModel
 from ..models import ChatModel, Session
-from ..services import double_texting
-from . import errors, permissions, serializers, sse
-from .throttling import RUN_SCOPE
+from ..services import double_texting, live
+from . import errors, permissions, serializers, sse, throttling
 
 # --- shared plumbing ---------------------------------------------------------------------------------
+
+
+def extend_schema(**kwargs: Any) -> Any:
+    """drf-spectacular's ``extend_schema`` on drf-spectacular's AutoSchema, whatever the host's DRF defaults.
+
+    Its decorator builds on ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` unless the method names a schema
+    class, and DRF's own default would make ``api/schema/`` fail ("Incompatible AutoSchema").
+    """
+    decorate = spectacular_extend_schema(**kwargs)
+
+    def decorator(method: Any) -> Any:
+        method.schema = AutoSchema
+        return decorate(method)
+
+    return decorator
+
 
 
 @lru_cache(maxsize=64)
@@ -52,6 +71,8 @@ class ChatModelAPIView(APIView):
 
     renderer_classes = [JSONRenderer]
     parser_classes = [errors.LimitedJSONParser]
+    # Our own, not REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]: api/schema/ works whatever the host's DRF defaults.
+    schema = AutoSchema()
     # Added to CHATMODEL_API_PERMISSION_CLASSES, never instead of them.
     extra_permission_classes: list[type] = []
 
@@ -76,7 +97,11 @@ def _session(request: Request, session_uuid: str, *, write: bool = False) -> Ses
     if rights is None:
         raise SessionNotFound(f"No session {session_uuid}.")
     if write and rights != "write":
-        raise PermissionDenied("Staff may read other users' sessions but not change them.")
+        raise PermissionDenied(
+            "You may read this session but not change it: it belongs to another user, or to no user (it was created "
+            "without user=). Open it with the account that created it; in Python, create it with "
+            "ChatModel(name, user=...) to give it an owner."
+        )
     return session
 
 
@@ -162,13 +187,18 @@ class SessionCreateView(ChatModelAPIView):
             201: serializers.SessionSerializer,
             200: OpenApiResponse(serializers.SessionSerializer, description="The session with that uuid, yours."),
             400: FIELD_ERRORS,
-            409: OpenApiResponse(serializers.ErrorSerializer, description="That uuid is taken (session_exists)."),
+            409: OpenApiResponse(
+                serializers.ErrorSerializer,
+                description="That uuid is a session of yours on another chat model (session_exists).",
+            ),
             **ERRORS,
         },
     )
     def post(self, request: Request, name: str) -> Response:
         data = _valid(serializers.SessionCreateSerializer, request.data)
         chat_model = _chat_model(name)
+        if data.get("uuid") in RESERVED_UUIDS:
+            raise _uuid_unusable()
         session, created = services.session_open(
             chat_model=chat_model,
             user=request.user,
@@ -176,9 +206,10 @@ class SessionCreateView(ChatModelAPIView):
             metadata=data["metadata"],
             session_uuid=data.get("uuid"),
         )
-        if not created and (
-            session.chat_model_id != chat_model.pk or access.session_access(request.user, session) != "write"
-        ):
+        if not created and access.session_access(request.user, session) != "write":
+            # Someone else's: refused as any unusable uuid is, so a caller cannot tell it exists.
+            raise _uuid_unusable()
+        if not created and session.chat_model_id != chat_model.pk:
             return Response(
                 {"detail": "A session with this uuid already exists.", "code": "session_exists"},
                 status=status.HTTP_409_CONFLICT,
@@ -188,13 +219,35 @@ class SessionCreateView(ChatModelAPIView):
         return Response(serializers.SessionSerializer(session).data, status=code)
 
 
+# Not session uuids: the nil and max uuids are what a client sends by mistake (an unset field), never at random.
+RESERVED_UUIDS = frozenset({uuid_module.UUID(int=0), uuid_module.UUID(int=2**128 - 1)})
+
+
+def _uuid_unusable() -> errors.FieldErrors:
+    """The one answer for a uuid this caller may not create: reserved, or another user's session."""
+    detail = {"uuid": ["This uuid cannot be used for a new session: choose another (a random uuid4)."]}
+    return errors.FieldErrors(detail, error_code=InvalidParams.code)
+
+
 class SessionPagination(CursorPagination):
     ordering = "-created_at"
     page_size_query_param = "limit"
+    invalid_cursor_message = "Invalid cursor: use the next or previous link of a page as it was given."
 
     def __init__(self) -> None:
         self.page_size = conf.API_PAGE_SIZE
         self.max_page_size = conf.API_MAX_PAGE_SIZE
+
+    def decode_cursor(self, request: Request) -> Any:
+        """DRF's cursor, or a 400 for one that is not (DRF says 404; a bad position reached the database)."""
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                # The position is a created_at value; anything else would fail in the query, as a 500.
+                Session._meta.get_field("created_at").to_python(cursor.position)
+        except (NotFound, DjangoValidationError, ValueError, OverflowError):
+            raise errors.FieldErrors({"cursor": [self.invalid_cursor_message]}, error_code=InvalidParams.code) from None
+        return cursor
 
 
 class SessionListView(ChatModelAPIView):
@@ -345,7 +398,7 @@ SSE_EVENT_SCHEMA = {
 
 
 class RunView(ChatModelAPIView):
-    throttle_scope = RUN_SCOPE
+    throttle_scope = throttling.RUN_SCOPE
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
@@ -382,6 +435,12 @@ class RunView(ChatModelAPIView):
         if data["stream"] or isinstance(request.accepted_renderer, EventStreamRenderer):
             return self._stream(request, kwargs)
         return errors.run_response(services.run(**kwargs))
+
+    def check_throttles(self, request: Request) -> None:
+        # The websocket's run frames count through the same check.
+        wait = throttling.run_throttle_wait(request, self)
+        if wait is not None:
+            self.throttled(request, wait or None)
 
     def _stream(self, request: Request, kwargs: dict[str, Any]) -> Any:
         pump = sse.RunPump(lambda: services.run_stream(**kwargs)).start()
@@ -421,12 +480,64 @@ class CancelView(ChatModelAPIView):
         )
 
 
+class RunEventsView(ChatModelAPIView):
+    renderer_classes = [EventStreamRenderer, JSONRenderer]
+
+    @extend_schema(
+        operation_id="run_events",
+        summary="Rejoin the session's live run: its text so far, then its events (SSE)",
+        description="A client that connects or reconnects mid-run gets a `run.snapshot` event (the run's text and "
+        "tool-call deltas up to its `seq`), then every later event of the run, to `run.completed` or `run.failed`. "
+        "Send `Last-Event-ID` (the `id` of the last frame you got, `<run_id>:<seq>`) to skip what you have. "
+        "204 when no run is in progress. Works on any worker (ASGI).",
+        parameters=[
+            SESSION_UUID,
+            OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="SSE frames."),
+            204: OpenApiResponse(description="No run is in progress."),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, uuid: str) -> Any:
+        session = _session(request, uuid)
+        run = live.active_run(session_id=session.pk)
+        if run is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return sse.follow_response(
+            session,
+            run,
+            last_event_id=request.headers.get("Last-Event-ID"),
+            keepalive=conf.API_SSE_KEEPALIVE_SECONDS,
+        )
+
+
 # --- schema -------------------------------------------------------------------------------------------------
 
 
 def only_api_endpoints(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
     """drf-spectacular preprocessing hook: this app's endpoints only, wherever the host mounted them."""
     return [e for e in endpoints if issubclass(getattr(e[3], "cls", object), ChatModelAPIView)]
+
+
+def schema_states_checked_limits(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the limits input serializers check in code, stated in the schema.
+
+    A client (or schemathesis) reading the schema must not be told a request is valid that the server refuses.
+    """
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") == "query" and parameter.get("name") == "limit":
+                    # Read on each schema request: CHATMODEL_API_MAX_PAGE_SIZE may change with the settings.
+                    parameter["schema"]["maximum"] = conf.API_MAX_PAGE_SIZE
+    schemas = result.get("components", {}).get("schemas", {})
+    if "MessagesAdd" in schemas:
+        schemas["MessagesAdd"]["properties"]["messages"]["minItems"] = 1
+    if "Run" in schemas:
+        schemas["Run"]["properties"]["user"]["minLength"] = 1
+    return result
 
 
 class SchemaView(SpectacularAPIView):
@@ -441,4 +552,8 @@ class SchemaView(SpectacularAPIView):
         # 3.1: full JSON Schema, so each SSE event's JSON can be described (contentSchema).
         "OAS_VERSION": "3.1.0",
         "PREPROCESSING_HOOKS": ["chatmodel_app.api.views.only_api_endpoints"],
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "chatmodel_app.api.views.schema_states_checked_limits",
+        ],
     }

@@ -595,6 +595,17 @@ def map_exception(exc: BaseException) -> LLMError:
     """Turn any exception from a model call into an LLMError, by class and status code."""
     if isinstance(exc, LLMError):
         return exc
+    from django.db import DatabaseError
+
+    # The exception and what it wraps: the SDKs hide the transport's own error behind "Connection error.".
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    if any(isinstance(e, DatabaseError) for e in chain):
+        # Our storage failed during the call (a heartbeat, a snapshot), not the model.
+        return LLMError("database_error", f"The database failed during the run ({type(exc).__name__}: {exc})")
     litellm = get_litellm()
     from litellm.exceptions import MidStreamFallbackError
 
@@ -641,6 +652,9 @@ def map_exception(exc: BaseException) -> LLMError:
         if isinstance(exc, cls):
             return LLMError(code, f"{summary} ({type(exc).__name__}: {detail})", status, retryable)
     lowered = detail.lower()
+    if any(type(e).__name__ in ("RemoteProtocolError", "ReadError", "IncompleteRead") for e in chain):
+        # The server was reached and began its reply, then the connection broke: a cut, not a refused connection.
+        return LLMError("stream_cut", f"The model's reply was cut before it finished ({detail})", status, True)
     if (
         "connection error" in lowered
         or "connection refused" in lowered

@@ -194,10 +194,12 @@ def transport_failure(exc: Exception, request: httpx.Request, model: str) -> Fai
     """A timeout, refused or cut connection: the SDK's APITimeoutError / APIConnectionError, both retried."""
     import openai
 
+    # openai 3 types this as an httpx2 Request; the error only keeps it, for whoever reads ``error.request``.
+    sdk_request: Any = request
     if isinstance(exc, httpx.TimeoutException):
-        error: Exception = openai.APITimeoutError(request=request)
+        error: Exception = openai.APITimeoutError(request=sdk_request)
     else:
-        error = openai.APIConnectionError(request=request)
+        error = openai.APIConnectionError(request=sdk_request)
     return Failure(_litellm_error(error, model), True)
 
 

@@ -155,7 +155,7 @@ def secret_values() -> list[str]:
     ``ANTHROPIC_API_KEY``, ``AZURE_API_KEY``, ... all end in ``_KEY``, ``_TOKEN`` or ``_SECRET``), any
     variable named like a credential, and keys set on the litellm module.
     """
-    profile_vars = {profile.get("api_key_env") for profile in profiles().values()} - {None}
+    profile_vars = {name for profile in profiles().values() if (name := profile.get("api_key_env"))}
     # A profile's key is a key whatever its length; elsewhere a short value is a setting.
     values = {v for v in (os.environ.get(name) for name in profile_vars) if v and len(v) >= 4}
     values.update(v for name, v in os.environ.items() if is_credential_var(name) and len(v) >= _MIN_SECRET_LENGTH)

@@ -43,9 +43,6 @@ from .versions import (
     versions_publish,
 )
 
-# Until every caller uses version_create: the old name of the same function.
-version_draft_create = version_create
-
 __all__ = [
     "EXPORT_FORMAT",
     "ImportReport",
@@ -73,7 +70,6 @@ __all__ = [
     "summary_refresh",
     "version_copy",
     "version_create",
-    "version_draft_create",
     "version_in_use",
     "version_publish",
     "version_unpublish",
@@ -81,5 +77,3 @@ __all__ = [
     "versions_publish",
 ]
 
-# Transitional re-exports while callers move to chatmodel_app.validation (removed once none is left).
-from ..validation import VERSION_FIELDS, ratios_clean as _ratios_clean, validate_run_params, version_field_clean  # noqa: E402,F401,I001

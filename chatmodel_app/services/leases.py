@@ -54,14 +54,19 @@ def expire(*, session_id: int, now: datetime) -> int:
     )
 
 
+def _take_over(session_id: int, now: datetime, **fields: Any) -> bool:
+    """One conditional UPDATE on a free session; only when that fails, end an expired holder and try again."""
+    if Session.objects.filter(pk=session_id, active_run_uuid__isnull=True).update(**fields):
+        return True  # the common case: nobody held it, one query
+    expire(session_id=session_id, now=now)
+    return bool(Session.objects.filter(_free(now), pk=session_id).update(**fields))
+
+
 def take(*, session_id: int, run_uuid: uuid.UUID) -> bool:
     """Take the session for one run, unless another run holds an unexpired lease."""
     now = timezone.now()
-    expire(session_id=session_id, now=now)
-    return bool(
-        Session.objects.filter(_free(now), pk=session_id).update(
-            active_run_uuid=run_uuid, lease_expires_at=_lease_end(now), failed_run_seq=None, updated_at=now
-        )
+    return _take_over(
+        session_id, now, active_run_uuid=run_uuid, lease_expires_at=_lease_end(now), failed_run_seq=None, updated_at=now
     )
 
 
@@ -71,11 +76,8 @@ def reserve_seqs(*, session_id: int, n: int) -> bool:
     Adding messages ends an expired lease too, as ``take`` does.
     """
     now = timezone.now()
-    expire(session_id=session_id, now=now)
-    return bool(
-        Session.objects.filter(_free(now), pk=session_id).update(
-            next_seq=F("next_seq") + n, active_run_uuid=None, lease_expires_at=None, updated_at=now
-        )
+    return _take_over(
+        session_id, now, next_seq=F("next_seq") + n, active_run_uuid=None, lease_expires_at=None, updated_at=now
     )
 
 

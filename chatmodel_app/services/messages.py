@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,10 @@ from ..models import Message, Session
 from ..selectors import message_json
 from ..validation import validate_messages
 from . import leases
+
+
+class _Limit(enum.Enum):
+    SETTING = "setting"  # the default of max_messages: the setting, read at call time
 
 
 class _Retry(Exception):
@@ -35,6 +41,7 @@ def messages_add(
     messages: Any,
     allowed_roles: frozenset[str] = PYTHON_ROLES,
     idempotency_key: str | None = None,
+    max_messages: int | None | _Limit = _Limit.SETTING,
 ) -> list[Message]:
     """Append messages to the session in one transaction; raises InvalidMessages or SessionBusy.
 
@@ -43,13 +50,18 @@ def messages_add(
     seed's retry loop) stores nothing new and returns the stored ones, and so does a
     call with the ``idempotency_key`` of one that was already stored (a client retrying
     after a lost response).
+
+    ``max_messages`` caps one call: CHATMODEL_MAX_MESSAGES_PER_REQUEST unless given (the REST and websocket
+    doors), None for no cap (trusted in-process code, the ``ChatModel`` shim).
     """
     if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 128):
         raise InvalidMessages("The Idempotency-Key must be 1 to 128 characters.")
+    if max_messages is _Limit.SETTING:
+        max_messages = conf.MAX_MESSAGES_PER_REQUEST
     clean = validate_messages(
         messages,
         allowed_roles=allowed_roles,
-        max_messages=conf.MAX_MESSAGES_PER_REQUEST,
+        max_messages=sys.maxsize if max_messages is None else max_messages,
         max_chars=conf.MAX_MESSAGE_CHARS,
     )
     model = session.version.model

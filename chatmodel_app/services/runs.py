@@ -22,14 +22,14 @@ from django.utils import timezone
 from .. import events, llm
 from ..conf import conf
 from ..context import context_select, message_tokens, request_params, summary_message
-from ..exceptions import ChatModelError, SessionBusy
+from ..exceptions import ChatModelError, InvalidMessages, SessionBusy
 from ..llm import Completion, LLMError
 from ..llm.messages import to_provider
 from ..models import Message, Run, Session, Version
 from ..selectors import message_json
 from ..signals import run_finished
 from ..types import LLMResponse, LLMStreamResponse, ToolCall
-from ..validation import validate_run_params, validate_tools
+from ..validation import params_redacted, validate_run_params, validate_tools
 from . import leases, live
 from .steps import Cmd, Driver, aperform, call, emit, perform
 from .summaries import summary_refresh
@@ -165,6 +165,12 @@ def run_start(
     """
     version = session.version
     params = validate_run_params(params or {}, version)
+    # A session that never had a message gets no model call (the model would answer its system prompt alone).
+    # The row in hand may be older than the last add_messages: only the database can say it is empty.
+    if session.next_seq <= 1 and not Message.objects.filter(session_id=session.pk).exists():
+        raise InvalidMessages(
+            f"Session {session.uuid} has no messages: add one (add_messages) before run().", code="no_messages"
+        )
     merged_tools = _merged_tools(version, functions, tools)
     sent_params = request_params(version, params)
     run = Run(
@@ -173,7 +179,8 @@ def run_start(
         version=version,
         model=version.model,
         stream=stream,
-        params=sent_params,
+        # Stored and shown (admin, API): a credential a legacy version still carries is sent, never kept.
+        params=params_redacted(sent_params),
         worker_channel=live.worker_channel(),
     )
     if not leases.take(session_id=session.pk, run_uuid=run.uuid):
@@ -291,7 +298,8 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
             fields = dict(
                 status=status,
                 finish_reason=completion.finish_reason or "",
-                prompt_tokens=usage.get("prompt_tokens"),
+                # A stopped stream has no usage (or a rebuilt one of 0): the prompt was sent, so count our estimate.
+                prompt_tokens=usage.get("prompt_tokens") or (run.estimated_prompt_tokens if cancelled else None),
                 completion_tokens=usage.get("completion_tokens"),
                 cost=completion.cost,
                 model=(completion.answered_model or run.model)[:200],
@@ -349,12 +357,16 @@ def run_fail(ctx: RunContext, error: LLMError, *, partial: str = "", incomplete:
     """Record a failed (or incomplete) run and return its error response."""
     status = Run.Status.INCOMPLETE if incomplete else Run.Status.FAILED
     _fail_quietly(ctx.run, error.code, error.message, partial=partial, status=status)
+    # A cut stream's prompt was sent and paid for: record our estimate of it, as for a stopped run.
+    sent = {"prompt_tokens": ctx.run.estimated_prompt_tokens} if incomplete else {}
     with contextlib.suppress(DatabaseError):
-        Run.objects.filter(pk=ctx.run.pk).update(**_timings(ctx))
+        Run.objects.filter(pk=ctx.run.pk).update(**_timings(ctx), **sent)
     leases.keeper.discard(ctx.run_uuid)
     response = _error_response(error.code, error.message, ctx=ctx, status=status)
     ctx.emit(events.RUN_FAILED, status=status, error=error.code, error_log=error.message, partial_content=partial)
     ctx.run.status, ctx.run.error, ctx.run.error_log = status, error.code, error.message
+    if incomplete:
+        ctx.run.prompt_tokens = ctx.run.estimated_prompt_tokens
     run_finished.send(sender=Run, run=ctx.run, response=response)
     return response
 

@@ -132,7 +132,9 @@ class OrmTransport:
         from ..selectors import message_log
         from ..services import messages_add
 
-        return [message_log(m) for m in messages_add(session=self.session(), messages=messages)]
+        # Trusted in-process code: no cap on the number of messages (the REST and websocket doors keep theirs).
+        rows = messages_add(session=self.session(), messages=messages, max_messages=None)
+        return [message_log(m) for m in rows]
 
     def run(self, *, functions: Any, tools: Any, params: dict[str, Any]) -> LLMResponse:
         return _blocking(self._run, functions, tools, params)

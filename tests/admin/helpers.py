@@ -45,7 +45,7 @@ def errors_of(response) -> str:
 
 
 def draft(chat_model: ChatModel, prompt: str = "Draft prompt.", **fields) -> Version:
-    return services.version_draft_create(chat_model=chat_model, system_prompt=prompt, model="offline/demo", **fields)
+    return services.version_create(chat_model=chat_model, system_prompt=prompt, model="offline/demo", **fields)
 
 
 def publish_action(client, versions, **extra):

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_chat_model_page_lists_versions_with_links(admin_client, admin_user, chat_model):
-    services.version_draft_create(
+    services.version_create(
         chat_model=chat_model, model="gpt-4o-mini", system_prompt="x", memo="Try mini.", created_by=admin_user
     )
     response = admin_client.get(url("chatmodel_change", chat_model.pk))

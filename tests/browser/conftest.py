@@ -46,7 +46,7 @@ call_command("chatmodel_demo", user="demo", verbosity=0)  # simple_assistant, sa
 
 def published(name, description, **fields):
     chat_model = ChatModel.objects.create(name=name, description=description)
-    version = services.version_draft_create(chat_model=chat_model, system_prompt="You are helpful.", **fields)
+    version = services.version_create(chat_model=chat_model, system_prompt="You are helpful.", **fields)
     services.version_publish(version=version)
 
 

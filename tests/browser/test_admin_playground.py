@@ -1,6 +1,6 @@
 """The admin's prompt workflow in a real Chromium: edit a prompt into a new version, publish it, try it.
 
-The element hooks are the ones the README's admin section promises for browser tests.
+The element hooks are the ones docs/admin.md (section "Playground") promises for browser tests.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def test_a_reply_streams_in_word_by_word_and_a_reload_shows_the_history(pages):
     names = page.get_by_test_id("chat-model").evaluate_all("links => links.map((a) => a.dataset.name)")
     assert {"simple_assistant", "say_hello_bot"} <= set(names)
     expect(page.get_by_test_id("admin-link")).to_have_attribute("href", "/admin/")
-    expect(page.get_by_test_id("schema-link")).to_have_attribute("href", "/api/schema/")
+    schema_link = page.get_by_test_id("schema-link")
+    expect(schema_link).to_have_attribute("href", re.compile(r"^/api/(docs|schema)/$"))
 
     page.get_by_test_id("chat-model").and_(page.locator("[data-name=simple_assistant]")).click()
     expect(page.locator("#chat-title")).to_have_text("simple_assistant")
@@ -138,7 +139,7 @@ def test_html_in_a_reply_is_shown_as_text_and_runs_nothing(pages):
 
 
 def test_markdown_and_a_function_call_answered_from_the_page(pages):
-    # Tall enough for the whole conversation: this page's screenshot is the README's (docs/chat-page.png).
+    # Tall enough for the whole conversation: this page's screenshot is docs/example-site.md's (docs/chat-page.png).
     page = pages.new(viewport={"width": 1280, "height": 960})
     page.goto("/?chat_model=simple_assistant")
     _send(page, "Hello")
@@ -256,3 +257,101 @@ def test_stop_keeps_what_was_written(pages):
     assert shown.startswith("You said: w0 w1 w2") and len(shown) < len(f"You said: {long_text}")
     stored = _stored(page, _session_uuid(page))
     assert stored[-1] == ("assistant", shown)
+
+
+MARKDOWN_BLOCKS = """# Plan
+
+1. first step
+2. second step
+
+- apples
+- pears
+
+| city | temp |
+|------|------|
+| Boston | 13 |
+
+> quoted
+
+![tracker](https://example.com/pixel.png)"""
+
+
+def test_lists_headings_and_tables_are_rendered(pages):
+    page = pages.new()
+    page.goto("/?chat_model=simple_assistant")
+    _send(page, MARKDOWN_BLOCKS)
+    reply = page.get_by_test_id("chat-turn").last.get_by_test_id("chat-reply")
+    expect(page.get_by_test_id("chat-turn").last.get_by_test_id("chat-tokens")).to_be_visible()
+    # The offline model answers "You said: <message>", so the heading starts its first line as text.
+    expect(reply.locator("ol > li")).to_have_text(["first step", "second step"])
+    expect(reply.locator("ul > li")).to_have_text(["apples", "pears"])
+    expect(reply.locator("table th")).to_have_text(["city", "temp"])
+    expect(reply.locator("table td")).to_have_text(["Boston", "13"])
+    expect(reply.locator("blockquote")).to_have_text("quoted")
+    # No image is fetched from a URL the model wrote.
+    expect(reply.locator("img")).to_have_count(0)
+
+
+def test_a_message_refused_up_front_starts_no_chat(pages):
+    page = pages.new()
+    page.goto("/?chat_model=simple_assistant")
+    page.get_by_test_id("chat-input").fill("x" * 100_001)
+    page.get_by_test_id("chat-send").click()
+    expect(page.locator("[data-testid=chat-error][data-code=invalid_messages]")).to_contain_text("100,001 characters")
+    expect(page.get_by_test_id("chat-status")).to_have_attribute("data-status", "ready")
+    assert "session=" not in page.url
+    sessions = page.request.get("/api/sessions/").json()["results"]
+    # Then a message that fits starts the chat, labelled by that message in the recent chats.
+    _send(page, "A question about lighthouses")
+    expect(page.get_by_test_id("chat-reply")).to_have_text(["You said: A question about lighthouses"])
+    assert len(page.request.get("/api/sessions/").json()["results"]) == len(sessions) + 1
+    page.reload()
+    link = page.locator(f'[data-testid=session-link][data-uuid="{_session_uuid(page)}"]')
+    expect(link.locator(".label")).to_have_text("A question about lighthouses")
+
+
+def test_the_api_link_opens_a_readable_page(pages):
+    page = pages.new()
+    page.goto("/")
+    link = page.get_by_test_id("schema-link")
+    if link.inner_text() == "API schema (YAML)":
+        # drf-spectacular-sidecar is not installed: the link says what it gives.
+        assert page.request.get(link.get_attribute("href")).text().startswith("openapi: 3.1.0")
+        return
+    assert link.inner_text() == "API docs"
+    link.click()
+    expect(page.locator(".swagger-ui .title")).to_contain_text("chatmodel_app API")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+
+
+def test_the_site_has_an_icon(pages):
+    page = pages.new()
+    page.goto("/")
+    href = page.locator("link[rel=icon]").get_attribute("href")
+    response = page.request.get(href)
+    assert response.ok and response.headers["content-type"].startswith("image/svg+xml")
+    assert page.request.get("/favicon.ico").ok
+
+
+def test_enter_sends_on_the_chat_page_and_in_the_playground(pages):
+    page = pages.new()
+    page.goto("/?chat_model=simple_assistant")
+    page.get_by_test_id("chat-input").fill("Hello")
+    page.get_by_test_id("chat-input").press("Enter")
+    expect(page.get_by_test_id("chat-reply")).to_have_text(["Hello! What can I help you with?"])
+
+    page.goto("/admin/chatmodel_app/chatmodel/")
+    page.get_by_role("link", name="say_hello_bot", exact=True).click()
+    page.locator("[data-testid=version-table] tr[data-version='1'] a", has_text="v1").click()
+    page.get_by_test_id("open-playground").click()
+    expect(page.locator("#playground-status")).to_have_attribute("data-status", "idle")
+    field = page.locator("#playground-input")
+    # Shift+Enter is a new line, Enter sends.
+    field.fill("Hello")
+    field.press("Shift+Enter")
+    field.press_sequentially("there")
+    expect(field).to_have_value("Hello\nthere")
+    field.press("Enter")
+    expect(page.get_by_test_id("playground-turn")).to_have_count(1)
+    expect(page.get_by_test_id("playground-turn").last.get_by_test_id("playground-reply")).not_to_be_empty()
+    expect(page.locator("#playground-status")).to_have_attribute("data-status", "idle")

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def example_templates(settings):
-    # tests.settings has no project template directory; the example site's pages live in one.
+    # tests.settings has neither the example site's template directory nor its urls (the chat page).
     settings.TEMPLATES = EXAMPLE_TEMPLATES
+    settings.ROOT_URLCONF = "example_project.urls"
 
 
 @pytest.fixture
@@ -115,3 +116,46 @@ def test_the_runs_endpoint_gives_tokens_cost_and_outcome_of_your_session(client,
     assert client.get(f"/chat/runs/{uuid}/").status_code == 404
     client.logout()
     assert client.get(f"/chat/runs/{uuid}/").status_code == 302
+
+
+def test_recent_chats_are_labelled_by_their_first_message_and_empty_ones_are_left_out(client, alice, make_chat_model):
+    make_chat_model("simple_assistant")
+    uuid = _session_with_a_run(client)
+    # A chat whose first message was refused: it has no message, so it is no chat to go back to.
+    empty = client.post("/api/chat-models/simple_assistant/sessions/", {}, content_type="application/json")
+    page = client.get("/?chat_model=simple_assistant").content.decode()
+    links = re.findall(
+        r'data-testid="session-link" data-uuid="([^"]+)"[^>]*>\s*<span class="label">([^<]*)</span>', page
+    )
+    assert links == [(uuid, "Hello")]
+    assert empty.json()["uuid"] not in page
+
+
+def test_the_page_knows_the_message_size_limit(client, alice, make_chat_model, settings):
+    settings.CHATMODEL_MAX_MESSAGE_CHARS = 1234
+    make_chat_model("simple_assistant")
+    assert _config(client.get("/"))["maxMessageChars"] == 1234
+
+
+def test_the_site_has_a_favicon(client, alice, make_chat_model):
+    make_chat_model("simple_assistant")
+    page = client.get("/").content.decode()
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
+    assert icon.endswith("example/favicon.svg")
+    redirect = client.get("/favicon.ico")
+    assert redirect.status_code == 302 and redirect["Location"] == icon
+
+
+def test_the_api_link_leads_to_a_readable_page_or_says_it_is_yaml(client, alice, make_chat_model):
+    make_chat_model("simple_assistant")
+    page = client.get("/").content.decode()
+    link = re.search(r'<a href="([^"]+)" data-testid="schema-link"[^>]*>([^<]+)</a>', page)
+    href, label = link.groups()
+    response = client.get(href)
+    assert response.status_code == 200
+    if label == "API docs":
+        assert response["Content-Type"].startswith("text/html")
+        assert "swagger-ui" in response.content.decode()
+    else:
+        assert label == "API schema (YAML)"
+        assert response.content.startswith(b"openapi: 3.1.0")

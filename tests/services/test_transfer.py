@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from chatmodel_app import services
+from chatmodel_app import services, validation
 from chatmodel_app.models import ChatModel, PublishRecord, Version
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ def import_(path, *args: str) -> str:
 def snapshot() -> list[tuple]:
     """Everything an import may write, comparable across a delete and re-import (not ids or timestamps)."""
     rows = Version.objects.select_related("chat_model", "created_by").order_by("chat_model__name", "number")
-    fields = [*services.VERSION_FIELDS, "number", "uuid", "is_published", "ratio"]
+    fields = [*validation.VERSION_FIELDS, "number", "uuid", "is_published", "ratio"]
     return [
         (v.chat_model.name, v.chat_model.description, v.created_by and v.created_by.username)
         + tuple(json.dumps(getattr(v, f), default=str, sort_keys=True) for f in fields)
@@ -52,8 +52,8 @@ def snapshot() -> list[tuple]:
 def library(admin_user):
     """Two chat models: one with an A/B test, tools and a multi-line prompt, one with a draft only."""
     assistant = ChatModel.objects.create(name="assistant", description="General help.")
-    v1 = services.version_draft_create(chat_model=assistant, model="offline/demo", system_prompt="Hi.")
-    v2 = services.version_draft_create(
+    v1 = services.version_create(chat_model=assistant, model="offline/demo", system_prompt="Hi.")
+    v2 = services.version_create(
         chat_model=assistant,
         model="gpt-4o-mini",
         system_prompt=PROMPT,
@@ -68,7 +68,7 @@ def library(admin_user):
     )
     services.versions_publish(chat_model=assistant, ratios={v1.number: 3, v2.number: 1})
     greeter = ChatModel.objects.create(name="greeter")
-    services.version_draft_create(chat_model=greeter, model="offline/demo", system_prompt="Say hello. Ünïcode ✓")
+    services.version_create(chat_model=greeter, model="offline/demo", system_prompt="Say hello. Ünïcode ✓")
     return assistant, greeter
 
 

@@ -36,8 +36,9 @@ def dumps(data: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     yaml = yaml_module()
+    from yaml import SafeDumper  # yaml_module has loaded it, or said how to install it
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(SafeDumper):
         pass
 
     def text(dumper: Any, value: str) -> Any:

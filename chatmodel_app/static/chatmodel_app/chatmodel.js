@@ -15,7 +15,9 @@
  * Browsers are authenticated by their Django session cookie (same origin). Every socket on a
  * session sees every run on it, wherever it was started. After a dropped connection the client
  * reconnects with exponential backoff and resynchronises `messages` from the REST messages
- * endpoint; the socket joins first and fetches second, so no message falls in between.
+ * endpoint; the socket joins first and fetches second, so no message falls in between. A socket
+ * that (re)connects mid-run first gets `run.snapshot` (the reply so far, `onSnapshot(text, event)`),
+ * then the run's later events: no gap and no duplicate, after a reload too.
  */
 
 export const CLOSE_UNAUTHENTICATED = 4401;
@@ -194,9 +196,15 @@ export class ChatModelSocket {
 
   // --- requests -----------------------------------------------------------------------------
 
-  /** Add messages to the session; resolves with the `messages.added` event, rejects with a ChatModelError. */
-  addMessages(messages) {
-    return this._request({ type: "add_messages", messages }, "add");
+  /**
+   * Add messages to the session; resolves with the `messages.added` event, rejects with a ChatModelError.
+   * While a run is active the version's double-texting policy applies; `{doubleTexting: "enqueue"}` (or
+   * "interrupt", "rollback") picks another the version allows. Enqueued messages resolve with `messages.queued`.
+   */
+  addMessages(messages, options = {}) {
+    const frame = { type: "add_messages", messages };
+    if (options.doubleTexting) frame.double_texting = options.doubleTexting;
+    return this._request(frame, "add");
   }
 
   /**
@@ -269,6 +277,15 @@ export class ChatModelSocket {
         if (this._runs.length && !this._activeRunRequest) this._activeRunRequest = this._runs[0];
         this._call("onRunStarted", event);
         break;
+      case "run.snapshot": {
+        // Sent when this socket (re)connects mid-run, or answers resume(): the run's text so far. It
+        // replaces what this client had of the run; the server sends only the events after it.
+        const run = { id: event.run_id, text: event.content || "", toolCalls: [], seq: event.seq };
+        this._mergeToolCalls(run, event.tool_call_deltas || []);
+        this.activeRun = run;
+        this._call("onSnapshot", run.text, event);
+        break;
+      }
       case "run.delta":
         this._track(event).text += event.delta;
         this._call("onDelta", event.delta, event);
@@ -287,6 +304,7 @@ export class ChatModelSocket {
         this._call("onMessagesAdded", event.messages, event);
         break;
       case "pong":
+      case "messages.queued": // addMessages(..., {doubleTexting: "enqueue"}) while a run was active
         if (event.request_id) this._settle(event.request_id, event);
         break;
       case "error":
@@ -395,6 +413,11 @@ export class ChatModelSocket {
   }
 
   // --- callbacks ----------------------------------------------------------------------------
+
+  /** Ask for the active run's text so far (a `run.snapshot` event follows), or `resumed` when none is running. */
+  resume() {
+    return this._send({ type: "resume" });
+  }
 
   /** Listen to an event type ("run.delta", "messages", "status", "open", "close", "*"...); returns an unsubscribe. */
   on(type, listener) {

@@ -237,8 +237,9 @@ $("playground-form").addEventListener("submit", (event) => {
   event.preventDefault();
   submit();
 });
+// As on the example chat page: Enter sends, Shift+Enter starts a new line (Ctrl+Enter still sends).
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     submit();
   }
