@@ -381,13 +381,14 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await self.forward(event)
 
     async def forward(self, event: dict[str, Any]) -> None:
+        """Send a run event on, unless the snapshot this socket got already carried it."""
         run_id = event.get("run_id")
         floor = self.snapshot_seq.get(run_id) if run_id else None
         if floor is not None:
             if event.get("seq", 0) <= floor:
-                return  # the snapshot already carried it
+                return
             if event.get("type") in (events.RUN_COMPLETED, events.RUN_FAILED):
-                del self.snapshot_seq[run_id]
+                self.snapshot_seq.pop(run_id, None)
         await self.send_json(event)
 
     async def send_local(self, type_: str, **data: Any) -> None:

@@ -24,6 +24,9 @@ import pytest
 
 from .live import Site, Worker, is_postgres, iter_sse, live_site
 
+# Starting three workers (each importing litellm for its first run) can take minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(300)
+
 # Short, so the SIGKILL test waits little; E002 wants the lease longer than the model timeout.
 LEASE_SECONDS = 5
 # Seconds between the offline model's streamed words: a run on LONG_TEXT lasts about 3 s.
@@ -62,7 +65,8 @@ def workers(site: Site) -> tuple[Worker, Worker, Worker]:
 
 
 def _warm_up(worker: Worker) -> dict:
-    with worker.client() as client:
+    # The first run of a worker imports litellm (seconds; more on a busy 2-core machine).
+    with worker.client(timeout=120) as client:
         session_uuid = _session(client, "Hello")
         response = client.post(f"/api/sessions/{session_uuid}/run/", json={})
         assert response.status_code == 200, response.text

@@ -215,7 +215,7 @@ async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive
     if layer is None:
         yield frame(live.stored_snapshot(run))
         return
-    channel = await layer.new_channel(prefix="chatmodel.sse.")
+    channel = await layer.new_channel()
     group = events.group_name(session.uuid)
     await layer.group_add(group, channel)
     try:

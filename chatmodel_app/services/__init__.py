@@ -28,7 +28,8 @@ from __future__ import annotations
 from ..selectors import chat_model_list, message_page, session_list
 from . import leases
 from .messages import messages_add
-from .runs import RunContext, arun, error_response, run, run_cancel, run_fail, run_finish, run_start
+from .run_context import RunContext
+from .runs import arun, error_response, run, run_cancel, run_fail, run_finish, run_start
 from .sessions import session_create, session_get_or_create, session_open
 from .streaming import arun_stream, final_chunk, run_stream
 from .summaries import summary_refresh
@@ -76,4 +77,3 @@ __all__ = [
     "version_update",
     "versions_publish",
 ]
-

@@ -117,7 +117,11 @@ def partials_save(*, snapshots: dict[str, tuple[int, str]]) -> int:
     """Save the text so far of these in-progress runs (run uuid -> (event seq, text)), in one UPDATE."""
     if not snapshots:
         return 0
-    text = Case(*(When(uuid=u, then=Value(t)) for u, (_, t) in snapshots.items()), output_field=TextField())
+    # NUL, which PostgreSQL refuses, as U+FFFD (as the stored reply will have it).
+    text = Case(
+        *(When(uuid=u, then=Value(t.replace("\x00", "\ufffd"))) for u, (_, t) in snapshots.items()),
+        output_field=TextField(),
+    )
     seq = Case(*(When(uuid=u, then=Value(s)) for u, (s, _) in snapshots.items()), output_field=IntegerField())
     return Run.objects.filter(uuid__in=list(snapshots), status=Run.Status.IN_PROGRESS).update(
         partial_content=text, partial_seq=seq

@@ -24,7 +24,7 @@ from ..models import Run
 from . import leases
 
 if TYPE_CHECKING:
-    from .runs import RunContext
+    from .run_context import RunContext
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -138,7 +138,9 @@ async def listen() -> None:
     layer = events.channel_layer()
     if layer is None:
         return
-    _worker.channel = await layer.new_channel(prefix="chatmodel.worker.")
+    # The default prefix on purpose: channels-redis serves every "specific" channel of a process from one shared
+    # receive loop per prefix, and a channel with a prefix of its own would hold that loop's lock from the sockets.
+    _worker.channel = await layer.new_channel()
     _worker.task = asyncio.get_running_loop().create_task(_serve(layer, _worker.channel))
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -31,116 +29,11 @@ from ..signals import run_finished
 from ..types import LLMResponse, LLMStreamResponse, ToolCall
 from ..validation import params_redacted, validate_run_params, validate_tools
 from . import leases, live
+from .run_context import RunContext
 from .steps import Cmd, Driver, aperform, call, emit, perform
 from .summaries import summary_refresh
 
 logger = logging.getLogger("chatmodel_app")
-
-
-@dataclass
-class RunContext:
-    """Everything a run carries from its claim to its end."""
-
-    run: Run
-    session: Session
-    version: Version
-    request: dict[str, Any]
-    started: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
-    events: events.RunEvents | None = None
-    # Events made but not yet published; the driver drains them (sync or async).
-    outbox: list[dict[str, Any]] = field(default_factory=list)
-    # Text deltas held back to be published as one event (CHATMODEL_STREAM_COALESCE_MS), and when one last went out.
-    held: list[str] = field(default_factory=list)
-    delta_sent_at: float | None = None
-    coalesce_seconds: float = field(default_factory=lambda: conf.STREAM_COALESCE_MS / 1000)
-    # What the run's events have carried so far, for a client that joins mid-run (live.py).
-    sent_text: list[str] = field(default_factory=list)
-    sent_tool_deltas: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Whether messages were enqueued meanwhile (double-texting "enqueue"); None: not known, look.
-    queue_waiting: bool | None = None
-
-    def emit_delta(self, text: str) -> None:
-        """A text delta: the first goes out at once, then at most one event per coalescing window."""
-        self.held.append(text)
-        now = time.monotonic()
-        if self.delta_sent_at is None or now - self.delta_sent_at >= self.coalesce_seconds:
-            self._flush_held()
-            self.delta_sent_at = now
-
-    def _flush_held(self) -> None:
-        if self.held:
-            delta, self.held = "".join(self.held), []
-            self._emit(events.TEXT_DELTA, delta=delta)
-
-    def emit(self, type_: str, **data: Any) -> dict[str, Any]:
-        """An event; held text deltas go out before it, so the order is kept."""
-        self._flush_held()
-        return self._emit(type_, **data)
-
-    def _emit(self, type_: str, **data: Any) -> dict[str, Any]:
-        with self.lock:
-            if self.events is None:
-                self.events = events.RunEvents(str(self.session.uuid), self.run_uuid)
-            event = self.events.make(type_, **data)
-            if type_ == events.TEXT_DELTA:
-                self.sent_text.append(data["delta"])
-            elif type_ == events.TOOL_CALL_DELTA:
-                self.sent_tool_deltas.extend(data["deltas"])
-        self.outbox.append(event)
-        return event
-
-    def sent_so_far(self) -> tuple[int, str]:
-        """The seq of the last event made, and the text the events carried up to it."""
-        with self.lock:
-            return (self.events.seq if self.events else 0), "".join(self.sent_text)
-
-    def snapshot(self) -> dict[str, Any]:
-        """The run so far as one event: its text and tool-call deltas up to event ``seq``, read together."""
-        with self.lock:
-            return {
-                "type": live.SNAPSHOT,
-                "session_uuid": str(self.session.uuid),
-                "run_id": self.run_uuid,
-                "seq": self.events.seq if self.events else 0,
-                "status": Run.Status.IN_PROGRESS,
-                "content": "".join(self.sent_text),
-                "tool_call_deltas": list(self.sent_tool_deltas),
-                "model": self.run.model,
-            }
-
-    def drain(self) -> list[dict[str, Any]]:
-        out, self.outbox = self.outbox, []
-        return out
-
-    def publish(self) -> list[dict[str, Any]]:
-        """Publish pending events from sync code; return them."""
-        out = self.drain()
-        if conf.PUBLISH_EVENTS:
-            for event in out:
-                events.publish(event)
-        return out
-
-    async def apublish(self) -> list[dict[str, Any]]:
-        """Publish pending events from async code; return them."""
-        out = self.drain()
-        if conf.PUBLISH_EVENTS:
-            for event in out:
-                await events.apublish(event)
-        return out
-
-    @property
-    def run_uuid(self) -> str:
-        return str(self.run.uuid)
-
-    def mark_first_token(self) -> None:
-        if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
-
-    def cancelled(self) -> bool:
-        """Whether someone asked this run to stop (here, or in another process as of the last beat)."""
-        return leases.keeper.cancelled(self.run_uuid)
 
 
 def _merged_tools(version: Version, functions: Any, tools: Any) -> list[dict[str, Any]]:
@@ -165,13 +58,13 @@ def run_start(
     """
     version = session.version
     params = validate_run_params(params or {}, version)
+    merged_tools = _merged_tools(version, functions, tools)
     # A session that never had a message gets no model call (the model would answer its system prompt alone).
     # The row in hand may be older than the last add_messages: only the database can say it is empty.
     if session.next_seq <= 1 and not Message.objects.filter(session_id=session.pk).exists():
         raise InvalidMessages(
             f"Session {session.uuid} has no messages: add one (add_messages) before run().", code="no_messages"
         )
-    merged_tools = _merged_tools(version, functions, tools)
     sent_params = request_params(version, params)
     run = Run(
         uuid=uuid.uuid4(),
@@ -244,13 +137,24 @@ def _record_unstarted(run: Run, code: str, log: str) -> None:
             leases.release(session_id=run.session_id, run_uuid=run.uuid)
 
 
+def storable(value: Any) -> Any:
+    """Model output as the database can keep it: NUL (U+0000), which PostgreSQL refuses, becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
+
+
 def _fail(run: Run, code: str, log: str, *, status: str = Run.Status.FAILED, partial: str = "", **fields: Any) -> None:
     """Record a failed run and free its session; the session's messages stay as they were."""
     Run.objects.filter(pk=run.pk).update(
         status=status,
         error=code[:40],
-        error_log=log,
-        partial_content=partial,
+        error_log=storable(log),
+        partial_content=storable(partial),
         finished_at=timezone.now(),
         **fields,
     )
@@ -276,6 +180,10 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
     """Store the reply and the Run, release the session, send ``run_finished``."""
     run = ctx.run
     status = Run.Status.CANCELLED if cancelled else Run.Status.COMPLETED
+    # A provider may send NUL: stored as U+FFFD (PostgreSQL cannot keep it), and so answered and streamed alike.
+    completion.content = storable(completion.content)
+    completion.tool_calls = storable(completion.tool_calls)
+    completion.function_call = storable(completion.function_call)
     usage = completion.usage or {}
     tool_calls = completion.tool_calls
     function_call = completion.function_call
@@ -465,7 +373,9 @@ def run_cancel(*, session: Session, rollback: bool = False) -> Run | None:
     return run
 
 
-def _run_steps(session: Session, functions: Any, tools: Any, params: Mapping[str, Any] | None) -> Generator[Cmd]:
+def _run_steps(
+    session: Session, functions: Any, tools: Any, params: Mapping[str, Any] | None
+) -> Generator[Cmd, Any, None]:
     """A non-streamed run, as steps for a driver."""
     try:
         ctx = yield call(run_start, session=session, functions=functions, tools=tools, params=params)

@@ -7,7 +7,7 @@ cancelled) are written once, in ``_stream_steps``; ``steps.py`` says how the dri
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
 from typing import Any
 
 from .. import events, llm
@@ -15,7 +15,8 @@ from ..llm import LLMError
 from ..models import Run, Session
 from ..types import LLMResponse, LLMStreamResponse
 from . import leases, live
-from .runs import RunContext, error_response, follow_up, run_fail, run_finish, run_start
+from .run_context import RunContext
+from .runs import error_response, follow_up, run_fail, run_finish, run_start
 from .steps import END, Abandoned, Cmd, Driver, aperform, call, emit, perform
 
 logger = logging.getLogger("chatmodel_app")
@@ -157,7 +158,7 @@ def run_stream(
 
 async def arun_stream(
     *, session: Session, functions: Any = None, tools: Any = None, params: Mapping[str, Any] | None = None
-) -> AsyncIterator[LLMStreamResponse]:
+) -> AsyncGenerator[LLMStreamResponse, None]:
     """``run_stream`` with a native async model stream; never raises.
 
     A cancelled task (a closed socket) ends the run as a caller who stops reading does.

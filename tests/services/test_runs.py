@@ -408,3 +408,17 @@ def test_function_result_with_nothing_to_answer_is_refused(make_chat_model):
     with pytest.raises(InvalidMessages, match="no function call is waiting"):
         session.add_messages([{"role": "function", "content": "13 degrees"}])
     assert roles(session) == ["user"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_nul_in_the_model_reply_is_stored_as_a_replacement_character(fake_chat_model, fake_llm, stream):
+    # PostgreSQL cannot store U+0000: the reply is kept with U+FFFD instead of failing (and losing a paid reply).
+    fake_chat_model()
+    fake_llm.enqueue(FakeReply(content="a\x00b"))
+    session = ChatModel("simple_assistant")
+    session.add_messages([{"role": "user", "content": "Hi"}])
+    res = list(session.run(stream=True))[-1] if stream else session.run()
+    assert not res.error, res.error_log
+    stored = Message.objects.get(session__uuid=session.session_uuid, role="assistant")
+    assert stored.content == "a\ufffdb"
+    assert Run.objects.get(uuid=res.run_uuid).status == Run.Status.COMPLETED
