@@ -94,6 +94,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("session_not_found", SessionNotFound, 404, "No session with this uuid that the caller may see."),
         ErrorCode("session_busy", SessionBusy, 409, "A run is already in progress on this session."),
         ErrorCode("invalid_messages", InvalidMessages, 400, "The messages break a rule (role, content, size, ...)."),
+        ErrorCode("no_messages", InvalidMessages, 400, "The session has no messages to answer: add one before run()."),
         ErrorCode("invalid_params", InvalidParams, 400, "A parameter, function or tool schema is not accepted."),
         ErrorCode("request_too_large", RequestTooLarge, 413, "The request body is over the size limit."),
         ErrorCode("context_window_exceeded", ContextTooLong, 400, "The conversation does not fit the model."),
@@ -111,7 +112,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("invalid_frame", None, 400, "Not a JSON object in a text frame."),
         ErrorCode("invalid_json", None, 400, "The frame is not JSON."),
         ErrorCode("unknown_type", None, 400, "The frame's type is not add_messages, run, cancel or ping."),
-        ErrorCode("forbidden", None, 403, "Staff may watch other users' sessions but not change them."),
+        ErrorCode("forbidden", None, 403, "You may read this session but not change it."),
         ErrorCode("no_active_run", None, 409, "Cancel found no run in progress."),
     )
 }

@@ -1,5 +1,6 @@
 """Settings of the example site. Everything works offline with no API key."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +25,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "chatmodel_app",
 ]
+# The API page (/api/docs/, Swagger UI) needs its JavaScript served from here, not from a CDN: drf-spectacular-sidecar
+# ships it. Without that package the header links the YAML schema instead.
+if importlib.util.find_spec("drf_spectacular_sidecar") is not None:
+    INSTALLED_APPS.append("drf_spectacular_sidecar")
+    SPECTACULAR_SETTINGS = {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

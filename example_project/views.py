@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Substr
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -16,10 +18,13 @@ from django.views.decorators.http import require_GET
 
 from chatmodel_app import selectors, services
 from chatmodel_app.api.permissions import session_access
+from chatmodel_app.conf import conf
 from chatmodel_app.exceptions import ChatModelNotFound, SessionNotFound
-from chatmodel_app.models import Run, Session
+from chatmodel_app.models import Message, Run, Session
 
 RECENT_SESSIONS = 10
+# Characters of a chat's first message read for its label in the recent chats.
+LABEL_CHARS = 80
 
 
 def _own_session(request: HttpRequest, session_uuid: Any) -> Session:
@@ -64,7 +69,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     recent = []
     if chat_model is not None:
         sessions = services.session_list(user=request.user, chat_model=chat_model).filter(is_playground=False)
-        recent = list(sessions[:RECENT_SESSIONS])
+        recent = list(_labelled(sessions)[:RECENT_SESSIONS])
     config = {
         "clientUrl": static("chatmodel_app/chatmodel.js"),
         "markdownUrl": static("example/markdown.js"),
@@ -77,6 +82,8 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             reverse("chatmodel_api:session-create", args=[chat_model.name]) if chat_model is not None else None
         ),
         "runsUrl": reverse("chat-runs", args=["00000000-0000-0000-0000-000000000000"]),
+        # Checked before a chat is started for a message, so a refused one leaves no empty chat behind.
+        "maxMessageChars": conf.MAX_MESSAGE_CHARS,
     }
     context = {
         "chat_models": entries,
@@ -87,6 +94,17 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "debug": settings.DEBUG,
     }
     return render(request, "example/chat.html", context)
+
+
+def _labelled(sessions: QuerySet[Session]) -> QuerySet[Session]:
+    """Sessions with their first user message as ``label`` (its start only); chats never begun are left out."""
+    first = (
+        Message.objects.filter(session=OuterRef("pk"), role=Message.Role.USER)
+        .order_by("seq")
+        .annotate(head=Substr("content", 1, LABEL_CHARS))
+        .values("head")[:1]
+    )
+    return sessions.annotate(label=Subquery(first)).exclude(label=None).select_related("version")
 
 
 def _session_json(session: Session) -> dict[str, Any]:

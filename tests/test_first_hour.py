@@ -214,3 +214,31 @@ def test_run_events_write_message_timestamps_like_the_api(make_chat_model):
     final = list(session.run(stream=True))[-1]
     [completed] = [event for event in final.events if event["type"] == "run.completed"]
     assert ISO_Z.match(completed["message"]["created_at"])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_run_on_an_empty_session_is_refused(make_chat_model):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from chatmodel_app import services
+    from example_project.asgi import application
+
+    @database_sync_to_async
+    def owned_session():
+        user = User.objects.create_user("owner")
+        session = services.session_create(chat_model=make_chat_model(), user=user)
+        return session.uuid, Token.objects.create(user=user).key
+
+    session_uuid, token = await owned_session()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/chatmodel/sessions/{session_uuid}/", headers=[(b"authorization", f"Token {token}".encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"type": "run", "request_id": "r1"})
+    while (event := await communicator.receive_json_from(timeout=10))["type"] != "error":
+        pass
+    assert (event["code"], event["request_id"]) == ("no_messages", "r1")
+    await communicator.disconnect()
+    assert not await database_sync_to_async(Run.objects.exists)()

@@ -1,7 +1,7 @@
 // The example chat page. The live session is chatmodel_app's own JS client (chatmodel.js): it streams
 // every run on the session to every tab, and resynchronises the messages after a reconnect. The REST API
-// starts sessions; markdown.js renders replies, escaping HTML first. Model output never reaches innerHTML
-// any other way: everything else is set with textContent.
+// starts sessions; markdown.js renders replies (markdown-it without HTML, then DOMPurify). Model output never
+// reaches innerHTML any other way: everything else is set with textContent.
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const [{ connect }, { renderMarkdown }] = await Promise.all([import(config.clientUrl), import(config.markdownUrl)]);
 
@@ -230,10 +230,11 @@ function refreshPendingCalls() {
       type: "text",
       "data-testid": "tool-result-input",
       "aria-label": `Result of ${call.function?.name}`,
-      placeholder: `What ${call.function?.name} returned, e.g. 13 degrees celsius`,
+      // Short enough to show whole in the field's narrowest width (the label before it names the function).
+      placeholder: "e.g. 13 degrees celsius",
     });
     const button = el("button", { type: "submit", "data-testid": "tool-result-send" }, "Send result");
-    form.append(el("span", { class: "muted" }, `Answer ${call.function?.name}:`), field, button);
+    form.append(el("span", { class: "muted" }, `What ${call.function?.name} returned:`), field, button);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const content = field.value.trim();
@@ -298,6 +299,15 @@ function openSocket() {
     onRunStarted(event) {
       state.running = true;
       turnFor(event.run_id);
+      refresh();
+    },
+    onSnapshot(text, event) {
+      // Reloaded or reconnected mid-run: the reply so far, then the live deltas.
+      state.running = true;
+      const bottom = nearBottom();
+      state.texts.set(event.run_id, text);
+      setReply(turnFor(event.run_id), text);
+      follow(bottom);
       refresh();
     },
     onDelta(delta, event) {
@@ -367,7 +377,29 @@ function opened(timeout = 15000) {
   });
 }
 
-async function startSession() {
+// A chat refused on its first message leaves no trace: the page goes back to "new chat".
+function forgetSession(uuid) {
+  state.chat?.close();
+  state.chat = null;
+  state.session = null;
+  history.replaceState(null, "", `${config.chatPageUrl}?chat_model=${encodeURIComponent(config.chatModel)}`);
+  $("chat-session").textContent = "";
+  document.querySelector(`#recent-sessions [data-uuid="${CSS.escape(uuid)}"]`)?.closest("li")?.remove();
+}
+
+// The rules the server would refuse a message for before storing it, checked before a chat is started for it.
+function refusedUpFront(messages) {
+  const tooLong = messages.find((message) => (message.content || "").length > config.maxMessageChars);
+  if (!tooLong) return null;
+  const error = new Error(
+    `This message has ${tooLong.content.length.toLocaleString("en")} characters; ` +
+      `at most ${config.maxMessageChars.toLocaleString("en")} are accepted.`
+  );
+  error.code = "invalid_messages";
+  return error;
+}
+
+async function startSession(label) {
   const response = await fetch(config.createSessionUrl, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": config.csrfToken },
@@ -385,7 +417,7 @@ async function startSession() {
   history.replaceState(null, "", `${config.chatPageUrl}?session=${encodeURIComponent(body.uuid)}`);
   $("chat-session").textContent = `session ${body.uuid} · v${body.version}`;
   const link = el("a", { href: `${config.chatPageUrl}?session=${body.uuid}`, "data-testid": "session-link", "data-uuid": body.uuid });
-  link.append("just now ", el("span", { class: "muted" }, `v${body.version} · ${body.uuid.slice(0, 8)}`));
+  link.append(el("span", { class: "label" }, label), el("span", { class: "muted" }, `just now · v${body.version}`));
   const item = el("li", { class: "selected" });
   item.appendChild(link);
   $("no-sessions")?.remove();
@@ -397,11 +429,18 @@ async function send(messages, { run = true, functions = false } = {}) {
   if (state.busy || state.running) return;
   state.busy = true;
   refresh();
+  let started = null;
   try {
-    if (!state.session) await startSession();
+    const refused = refusedUpFront(messages);
+    if (refused) throw refused;
+    if (!state.session) {
+      await startSession(messages[0].content || "");
+      started = state.session.uuid;
+    }
     await opened();
     await state.chat.addMessages(messages);
   } catch (error) {
+    if (started) forgetSession(started);
     state.busy = false;
     notice(error.code, error.message);
     refresh();
