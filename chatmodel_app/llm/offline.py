@@ -109,8 +109,18 @@ def _find_call(messages: Sequence[Mapping[str, Any]], call_id: str | None) -> di
 
 
 def words(text: str) -> list[str]:
-    # Keep the spaces with the words, so joining the chunks gives the text back.
-    return re.findall(r"\s*\S+", text) or [text]
+    """The streamed pieces of ``text``: a word each, spaces kept so that joining them gives the text back.
+
+    A word equal to the one before joins it: LiteLLM's stream wrapper fails a stream that repeats the same
+    chunk many times ("ha " * 150), which a demo model must not provoke.
+    """
+    out: list[str] = []
+    for word in re.findall(r"\s*\S+", text) or [text]:
+        out.append(word)
+        while len(out) > 1 and out[-1] == out[-2]:
+            last = out.pop()
+            out[-1] += last
+    return out
 
 
 def usage(messages: Sequence[Mapping[str, Any]], reply: dict) -> dict[str, int]:

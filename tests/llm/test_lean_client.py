@@ -341,7 +341,7 @@ def test_async_clients_are_per_event_loop(fake_llm, fake_key, settings):
     seen = []
 
     async def one() -> str:
-        plan = llm.lean.plan(llm._prepare(make_request(fake_llm.url)))
+        plan = llm.lean.plan(llm.calls.prepare(make_request(fake_llm.url)))
         seen.append(llm.lean.async_client(plan))
         return (await llm.acomplete(make_request(fake_llm.url))).content
 
