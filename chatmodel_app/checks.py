@@ -207,8 +207,9 @@ def check_asgi_routing(app_configs=None, **kwargs) -> list:
         return []
     hint = (
         "In asgi.py: application = ProtocolTypeRouter({'http': get_asgi_application(), 'websocket': "
-        "AllowedHostsOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))}), with "
-        "websocket_urlpatterns from chatmodel_app.routing and ChatModelAuthMiddlewareStack from chatmodel_app.ws_auth."
+        "SameOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))}), with "
+        "websocket_urlpatterns from chatmodel_app.routing, SameOriginValidator and ChatModelAuthMiddlewareStack from "
+        "chatmodel_app.ws_auth (docs: Getting started)."
     )
     from django.utils.module_loading import import_string
 

@@ -27,6 +27,7 @@ from .exceptions import ChatModelError
 from .models import Session
 from .selectors import session_get
 from .services import double_texting, live
+from .types import LLMResponse
 from .ws_auth import AUTH_FAILED_KEY, token_still_valid
 
 logger = logging.getLogger("chatmodel_app")
@@ -144,6 +145,12 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         # A socket that connects mid-run gets the text so far first, then the live events.
         await self.rejoin(announce_idle=False)
 
+    @property
+    def joined(self) -> Session:
+        """The session of a socket that connect() accepted (frames only reach accepted sockets)."""
+        assert self.session is not None
+        return self.session
+
     async def disconnect(self, code: int) -> None:
         """Leave the group; the socket's runs go on and are stored (unless streamed runs follow their socket)."""
         # A streamed run of this socket sees this flag at its next chunk (see _drive_run).
@@ -232,7 +239,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if submitted.run == "queued":
             await self.send_local(QUEUED, double_texting=submitted.policy, request_id=request_id)
         elif submitted.run == "start":
-            double_texting.astart_run(session=self.session)
+            double_texting.astart_run(session=self.joined)
 
     async def on_run(self, content: dict[str, Any], request_id: Any) -> None:
         """Start a run in a task of its own, so this socket keeps reading frames (cancel) meanwhile."""
@@ -287,7 +294,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     # --- rejoining a live run -----------------------------------------------------------------
 
     async def rejoin(self, *, announce_idle: bool, request_id: Any = None) -> None:
-        run = await database_sync_to_async(live.active_run)(session_id=self.session.pk)
+        run = await database_sync_to_async(live.active_run)(session_id=self.joined.pk)
         if run is None:
             if announce_idle:
                 await self.send_local(RESUMED, request_id=request_id)
@@ -336,8 +343,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         # driven to its end, even after this socket is gone (an abandoned stream would be a cancel).
         try:
             if stream:
-                chunks = services.arun_stream(session=self.session, functions=functions, tools=tools, params=params)
-                final = None
+                chunks = services.arun_stream(session=self.joined, functions=functions, tools=tools, params=params)
+                final: LLMResponse | None = None
                 try:
                     async for chunk in chunks:
                         final = chunk
@@ -347,7 +354,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
                     # After a break this abandons the stream, which the pipeline stores as cancelled.
                     await chunks.aclose()
             else:
-                final = await services.arun(session=self.session, functions=functions, tools=tools, params=params)
+                final = await services.arun(session=self.joined, functions=functions, tools=tools, params=params)
         except Exception:
             logger.exception("chatmodel websocket: run failed unexpectedly")
             await self.send_error("internal_error", "The run failed unexpectedly.", request_id=request_id)
@@ -384,7 +391,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         """Send a run event on, unless the snapshot this socket got already carried it."""
         run_id = event.get("run_id")
         floor = self.snapshot_seq.get(run_id) if run_id else None
-        if floor is not None:
+        if run_id and floor is not None:
             if event.get("seq", 0) <= floor:
                 return
             if event.get("type") in (events.RUN_COMPLETED, events.RUN_FAILED):

@@ -102,7 +102,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("remote_error", RemoteError, 502, "The remote deployment refused or could not be reached."),
         # Failures of the server itself (also run error codes: LLMResponse.error_code).
         ErrorCode("internal_error", None, 500, "The server failed on this request."),
-        ErrorCode("database_error", None, 500, "The database failed; nothing was lost that was stored."),
+        ErrorCode("database_error", None, 503, "The database failed; nothing was lost that was stored. Retry later."),
+        ErrorCode("throttled", None, 429, "Too many runs: the same limit on REST and the websocket; retry later."),
         ErrorCode("lease_lost", None, 500, "The run lost its claim on the session to another worker."),
         # Door-level codes: REST.
         ErrorCode("session_exists", None, 409, "A session with this uuid already exists."),

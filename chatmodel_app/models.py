@@ -57,7 +57,7 @@ class Version(models.Model):
     # What messages sent while a run is active do: this policy, unless a request picks one of the allowed others.
     double_texting = models.CharField(max_length=20, choices=DoubleTexting.choices, default=DoubleTexting.REJECT)
     double_texting_allowed = models.JSONField(
-        default=list, blank=True, help_text="Other double-texting policies a request may choose, e.g. [\"enqueue\"]."
+        default=list, blank=True, help_text='Other double-texting policies a request may choose, e.g. ["enqueue"].'
     )
     truncation_last_messages = models.PositiveIntegerField(null=True, blank=True, help_text="N for last_messages.")
     context_window = models.PositiveIntegerField(

@@ -469,7 +469,7 @@ def version_params_validate(params: Any) -> dict[str, Any]:
     secrets = secret_param_paths(params)
     if secrets:
         raise InvalidParams(
-            f"params must not hold credentials ({', '.join(secrets)}): keys, tokens and auth headers come from the "
+            f"params must not hold provider keys ({', '.join(secrets)}): keys, tokens and auth headers come from the "
             "server's environment, never from the database."
         )
     # The caller-facing check knows the ranges; a blank version puts no ceiling on max_tokens.

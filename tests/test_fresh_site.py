@@ -40,15 +40,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
 from chatmodel_app.asgi import LiveWorker
 from chatmodel_app.routing import websocket_urlpatterns
-from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack
+from chatmodel_app.ws_auth import ChatModelAuthMiddlewareStack, SameOriginValidator
 
 application = LiveWorker(ProtocolTypeRouter({
     "http": django_asgi_app,
-    "websocket": AllowedHostsOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": SameOriginValidator(ChatModelAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 }))
 """
 

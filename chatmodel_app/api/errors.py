@@ -99,9 +99,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         set_rollback()
         body = {"detail": "The database is unavailable; try again shortly.", "code": STORAGE_ERROR_CODE}
         return Response(body, status=STORAGE_STATUS, headers={ERROR_CODE_HEADER: STORAGE_ERROR_CODE})
-    response = drf_exception_handler(exc, context)
-    if response is None:
+    handled = drf_exception_handler(exc, context)
+    if handled is None:
         return None
+    response = handled
     if response.status_code == status.HTTP_400_BAD_REQUEST and code is not None:
         response.status_code = http_status(code)
     if isinstance(response.data, dict) and set(response.data) == {"detail"}:

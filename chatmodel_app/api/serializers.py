@@ -417,7 +417,7 @@ class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     seq = serializers.IntegerField()
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "function", "tool"])
-    content = serializers.CharField(required=False, allow_blank=True)
+    content = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     name = serializers.CharField(required=False)
     tool_call_id = serializers.CharField(required=False)
     function_call = serializers.DictField(required=False)

@@ -51,8 +51,8 @@ class RunRateThrottle(ScopedRateThrottle):
             return rates[self.scope]  # None there turns the throttle off, as in DRF
         return DEFAULT_RUN_RATE if self.scope == RUN_SCOPE else None
 
-    def get_ident(self, request: Any) -> str | None:
-        return client_ident(request.META)
+    def get_ident(self, request: Any) -> str:
+        return str(client_ident(request.META))
 
 
 class RunScope:

@@ -49,7 +49,6 @@ def extend_schema(**kwargs: Any) -> Any:
     return decorator
 
 
-
 @lru_cache(maxsize=64)
 def _import(path: str) -> Any:
     return import_string(path)
@@ -440,7 +439,7 @@ class RunView(ChatModelAPIView):
         # The websocket's run frames count through the same check.
         wait = throttling.run_throttle_wait(request, self)
         if wait is not None:
-            self.throttled(request, wait or None)
+            self.throttled(request, wait or None)  # type: ignore[arg-type]  # DRF's stubs: DRF takes None too
 
     def _stream(self, request: Request, kwargs: dict[str, Any]) -> Any:
         pump = sse.RunPump(lambda: services.run_stream(**kwargs)).start()

@@ -319,7 +319,7 @@ class HttpTransport:
             else:
                 version = self._pinned if self._pinned is not None else self.version
                 create = {"uuid": self.session_uuid, "version": version}
-                # 201 created, 200 already ours; 409 session_exists: someone else's, which this key may not use.
+                # 201 created, 200 already ours; 409 session_exists: ours on another chat model; 400: not usable here.
                 _raise_for((yield {"method": "POST", "url": self._sessions_path(), "json": create}))
         except httpx.HTTPError as exc:
             raise _connection_error(exc, self.base_url) from exc
