@@ -3,137 +3,40 @@
 from __future__ import annotations
 
 import uuid as uuid_module
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.utils.module_loading import import_string
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from drf_spectacular.utils import extend_schema as spectacular_extend_schema
-from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from .. import access, selectors, services, validation
+from .. import access, selectors, services
 from ..conf import conf
-from ..exceptions import InvalidParams, SessionNotFound, SessionOfOtherChatModel
-from ..models import ChatModel, Session
+from ..exceptions import InvalidParams, SessionOfOtherChatModel
+from ..models import Session
 from ..services import double_texting, live
 from . import errors, permissions, serializers, sse, throttling
-
-# --- shared plumbing ---------------------------------------------------------------------------------
-
-
-def extend_schema(**kwargs: Any) -> Any:
-    """drf-spectacular's ``extend_schema`` on drf-spectacular's AutoSchema, whatever the host's DRF defaults.
-
-    Its decorator builds on ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` unless the method names a schema
-    class, and DRF's own default would make ``api/schema/`` fail ("Incompatible AutoSchema").
-    """
-    decorate = spectacular_extend_schema(**kwargs)
-
-    def decorator(method: Any) -> Any:
-        method.schema = AutoSchema
-        return decorate(method)
-
-    return decorator
-
-
-@lru_cache(maxsize=64)
-def _import(path: str) -> Any:
-    return import_string(path)
-
-
-class EventStreamRenderer(BaseRenderer):
-    """Lets DRF accept ``Accept: text/event-stream``; the stream itself is written by ``sse.py``."""
-
-    media_type = sse.CONTENT_TYPE
-    format = "sse"
-    charset = None
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        return JSONRenderer().render(data)
-
-
-class ChatModelAPIView(APIView):
-    """Base of the API views: authentication, permissions and throttles from CHATMODEL_API_* settings."""
-
-    renderer_classes = [JSONRenderer]
-    parser_classes = [errors.LimitedJSONParser]
-    # Our own, not REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]: api/schema/ works whatever the host's DRF defaults.
-    schema = AutoSchema()
-    # Added to CHATMODEL_API_PERMISSION_CLASSES, never instead of them.
-    extra_permission_classes: list[type] = []
-
-    def get_authenticators(self) -> list[Any]:
-        return [_import(path)() for path in conf.API_AUTHENTICATION_CLASSES]
-
-    def get_permissions(self) -> list[Any]:
-        classes = [_import(path) for path in conf.API_PERMISSION_CLASSES] + list(self.extra_permission_classes)
-        return [cls() for cls in classes]
-
-    def get_throttles(self) -> list[Any]:
-        return [_import(path)() for path in conf.API_THROTTLE_CLASSES]
-
-    def get_exception_handler(self) -> Any:
-        return errors.exception_handler
-
-
-def _session(request: Request, session_uuid: str, *, write: bool = False) -> Session:
-    """The session, if this user may see it (404 as if it did not exist otherwise); 403 for staff writing."""
-    session = selectors.session_get(session_uuid=session_uuid)
-    rights = access.session_access(request.user, session)
-    if rights is None:
-        raise SessionNotFound(f"No session {session_uuid}.")
-    if write and rights != "write":
-        raise PermissionDenied(
-            "You may read this session but not change it: it belongs to another user, or to no user (it was created "
-            "without user=). Open it with the account that created it; in Python, create it with "
-            "ChatModel(name, user=...) to give it an owner."
-        )
-    return session
-
-
-def _chat_model(name: str) -> ChatModel:
-    """The chat model named in the URL path; a NUL there (``%00``) is refused before any query."""
-    validation.text_check(name, "name", InvalidParams)
-    return selectors.chat_model_get(name=name)
-
-
-def _query(request: Request) -> dict[str, str]:
-    """The query string as a plain dict: DRF reads a QueryDict like a form, where ``?limit=`` means no limit."""
-    return request.query_params.dict()
-
-
-def _valid(serializer_class: type[serializers.InputSerializer], data: Any, **context: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data, context=context)
-    if not serializer.is_valid():
-        raise errors.FieldErrors(serializer.errors, error_code=serializer_class.error_code)
-    return serializer.validated_data
-
-
-ERRORS = {
-    401: OpenApiResponse(serializers.ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(serializers.ErrorSerializer, description="Authenticated, but not allowed."),
-    404: OpenApiResponse(serializers.ErrorSerializer, description="No such object, or not yours."),
-}
-FIELD_ERRORS = OpenApiResponse(
-    {"type": "object", "additionalProperties": {}},
-    description="Field errors: each key a field (or non_field_errors), each value its messages.",
+from .base import (
+    CHAT_MODEL_NAME,
+    ERRORS,
+    FIELD_ERRORS,
+    SESSION_UUID,
+    ChatModelAPIView,
+    EventStreamRenderer,
+    _chat_model,
+    _query,
+    _session,
+    _valid,
+    extend_schema,
 )
-SESSION_UUID = OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The session's uuid.")
-CHAT_MODEL_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The chat model.")
-
+from .schema import SchemaView, only_api_endpoints, schema_states_checked_limits  # noqa: F401  (urls, settings)
 
 # --- chat models ---------------------------------------------------------------------------------------
 
@@ -510,49 +413,3 @@ class RunEventsView(ChatModelAPIView):
             last_event_id=request.headers.get("Last-Event-ID"),
             keepalive=conf.API_SSE_KEEPALIVE_SECONDS,
         )
-
-
-# --- schema -------------------------------------------------------------------------------------------------
-
-
-def only_api_endpoints(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
-    """drf-spectacular preprocessing hook: this app's endpoints only, wherever the host mounted them."""
-    return [e for e in endpoints if issubclass(getattr(e[3], "cls", object), ChatModelAPIView)]
-
-
-def schema_states_checked_limits(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: the limits input serializers check in code, stated in the schema.
-
-    A client (or schemathesis) reading the schema must not be told a request is valid that the server refuses.
-    """
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
-                if parameter.get("in") == "query" and parameter.get("name") == "limit":
-                    # Read on each schema request: CHATMODEL_API_MAX_PAGE_SIZE may change with the settings.
-                    parameter["schema"]["maximum"] = conf.API_MAX_PAGE_SIZE
-    schemas = result.get("components", {}).get("schemas", {})
-    if "MessagesAdd" in schemas:
-        schemas["MessagesAdd"]["properties"]["messages"]["minItems"] = 1
-    if "Run" in schemas:
-        schemas["Run"]["properties"]["user"]["minLength"] = 1
-    return result
-
-
-class SchemaView(SpectacularAPIView):
-    """The OpenAPI 3 document of this API (public: it describes the API, not its data)."""
-
-    authentication_classes: list[type] = []
-    permission_classes = [AllowAny]
-    custom_settings = {
-        "TITLE": "chatmodel_app API",
-        "DESCRIPTION": "Chat models, sessions, messages and runs. Errors and status codes: see the README (REST API).",
-        "VERSION": "1",
-        # 3.1: full JSON Schema, so each SSE event's JSON can be described (contentSchema).
-        "OAS_VERSION": "3.1.0",
-        "PREPROCESSING_HOOKS": ["chatmodel_app.api.views.only_api_endpoints"],
-        "POSTPROCESSING_HOOKS": [
-            "drf_spectacular.hooks.postprocess_schema_enums",
-            "chatmodel_app.api.views.schema_states_checked_limits",
-        ],
-    }
