@@ -124,12 +124,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         events.bind_loop()
         user = self.scope.get("user")
         authenticated = user is not None and user.is_authenticated
+        path = self.scope.get("path", "")
         if self.scope.get(AUTH_FAILED_KEY) or (not authenticated and not conf.API_ALLOW_ANONYMOUS):
+            # The client sees only a refused handshake (HTTP 403): the log says why.
+            why = "a bad or unknown token" if self.scope.get(AUTH_FAILED_KEY) else "no login and no token"
+            logger.warning("chatmodel websocket refused (4401, not authenticated: %s): %s", why, path)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         access = await database_sync_to_async(_session_access)(user, self.scope["url_route"]["kwargs"]["session_uuid"])
         if access is None:
             # The same code for "no such session" and "not yours", so uuids cannot be probed.
+            logger.warning("chatmodel websocket refused (4404, no such session, or not this user's): %s", path)
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.session, self.can_act = access

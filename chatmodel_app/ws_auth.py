@@ -9,6 +9,7 @@ stops when the token is deleted (or its user deactivated): ``token_still_valid``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,8 @@ AUTH_FAILED_KEY = "chatmodel_auth_failed"
 TOKEN_KEY = "chatmodel_token"
 _KEYWORD = b"token"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+logger = logging.getLogger("chatmodel_app")
 
 
 def _header(scope: dict[str, Any], wanted: bytes) -> bytes | None:
@@ -127,6 +130,12 @@ class SameOriginValidator:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_allowed(scope):
+            origin = dict(scope.get("headers") or []).get(b"origin", b"").decode("latin-1") or "(none)"
+            logger.warning(
+                "chatmodel websocket refused (origin %s is not this site; see SameOriginValidator): %s",
+                origin,
+                scope.get("path", ""),
+            )
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)
 

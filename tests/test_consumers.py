@@ -680,3 +680,27 @@ async def test_websocket_enqueue_runs_the_queued_message_after_the_active_run(se
     )()
     assert roles == ["user", "assistant", "user", "assistant"]
     await socket.disconnect()
+
+
+# --- refusals say why in the server log -----------------------------------------------------------------------
+
+
+async def test_each_refusal_is_logged_with_its_reason(session, owner_token, caplog):
+    caplog.set_level("WARNING", logger="chatmodel_app")
+    cases = [
+        (_communicator(session.uuid), "no login and no token"),
+        (_communicator(session.uuid, token="not-a-token"), "a bad or unknown token"),
+        (_communicator("6f1c0000-0000-4000-8000-000000000000", token=owner_token), "no such session"),
+    ]
+    for communicator, reason in cases:
+        caplog.clear()
+        connected, _code = await communicator.connect()
+        assert not connected
+        assert any(reason in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+        await communicator.disconnect()
+    caplog.clear()
+    foreign = _communicator(session.uuid, token=owner_token, headers=[(b"origin", b"http://evil.example:8000")])
+    connected, _code = await foreign.connect()
+    assert not connected
+    assert any("origin http://evil.example:8000" in r.getMessage() for r in caplog.records)
+    await foreign.disconnect()

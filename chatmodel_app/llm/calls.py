@@ -82,7 +82,25 @@ def _uses_router(request: dict[str, Any]) -> bool:
 
 def _failed(exc: BaseException, request: dict[str, Any]) -> LLMError:
     """The LLMError for a call that raised, with the request's own secrets scrubbed from it."""
-    return map_exception(tag_secrets(exc, request_secrets(request)))
+    error = map_exception(tag_secrets(exc, request_secrets(request)))
+    if error.code == "connection_error":
+        error.message += _where(request)
+    return error
+
+
+def _where(request: dict[str, Any]) -> str:
+    """Which server a refused call tried, and what sets it: the first thing to check on a local server."""
+    model = str(request.get("model", ""))
+    target = providers.resolve(model, api_base=request.get("api_base"))
+    if not target.api_base:
+        return ""
+    if request.get("api_base"):
+        setter = "the version's api_base param"
+    else:
+        profile = providers.profiles().get(target.profile or "") or {}
+        env = profile.get("api_base_env")
+        setter = f"the environment variable {env}" if env else "the provider profile (CHATMODEL_PROVIDERS)"
+    return f". Tried {target.api_base} (set by {setter}): is the server running there?"
 
 
 async def aget_litellm() -> Any:

@@ -217,3 +217,18 @@ def test_admin_shows_a_missing_key_beside_the_version(make_chat_model, admin_cli
     monkeypatch.setenv("CLOVASTUDIO_API_KEY", CLOVA_KEY)
     assert CLOVA_KEY not in admin_client.get(f"/admin/chatmodel_app/version/{version.pk}/change/").content.decode()
     assert "not set" not in admin_client.get("/admin/chatmodel_app/version/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_unreachable_local_server_says_which_url_and_which_variable(make_chat_model, monkeypatch):
+    from chatmodel_app import ChatModel
+    from chatmodel_app.testing import refused_url
+
+    url = refused_url()
+    monkeypatch.setenv("OLLAMA_API_BASE", url)
+    make_chat_model(model="ollama/llama3.2")
+    session = ChatModel("simple_assistant")
+    session.add_messages([{"role": "user", "content": "Hi"}])
+    res = session.run()
+    assert res.error_code == "connection_error"
+    assert url in res.error_log and "OLLAMA_API_BASE" in res.error_log
