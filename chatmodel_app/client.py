@@ -123,6 +123,11 @@ class ChatModel:
             return AsyncStream(self._transport.arun_stream(functions=functions, tools=tools, params=params))
         return self._transport.arun(functions=functions, tools=tools, params=params)
 
+    def rejoin(self) -> Iterator[LLMStreamResponse]:
+        """Follow the session's run in progress (started anywhere): the text so far as the first chunk, then the
+        rest, then a final chunk, as ``run(stream=True)`` gives. Nothing when no run is in progress."""
+        return self._transport.rejoin()
+
     def get_prompts(self) -> list[dict[str, str]]:
         """Deprecated: the system prompt as ``[{"role": "system", "content": ...}]``; use get_config()."""
         warnings.warn("get_prompts() is deprecated; use get_config().system_prompt", DeprecationWarning, stacklevel=2)

@@ -85,3 +85,21 @@ def test_a_reconnect_with_last_event_id_gets_only_what_it_missed(server):
     assert all(e["data"]["seq"] > have for e in resumed) and resumed[-1]["event"] == "run.completed"
     text = snapshot["data"]["content"] + _deltas([first_live], snapshot["data"]["seq"]) + _deltas(resumed, have)
     assert text == f"Echo: {WORDS}"
+
+
+def test_the_http_shim_rejoins_a_run_in_progress(server):
+    from chatmodel_app import ChatModel
+
+    session_uuid = start_session(server, WORDS)
+    token = server.headers["Authorization"].split()[1]
+    remote = ChatModel("simple_assistant", session_uuid, base_url=str(server.base_url), api_key=token)
+    assert list(remote.rejoin()) == []  # nothing running
+
+    runner = _run_in_background(server, session_uuid)
+    wait_for(lambda: server.get(f"/api/sessions/{session_uuid}/").json()["active_run_uuid"])
+    chunks = list(remote.rejoin())
+    runner.join(30)
+    final = chunks[-1]
+    assert final.is_final and not final.error, final.error_log
+    assert final.status == "completed" and final.message_id is not None
+    assert "".join(c.content for c in chunks) == f"Echo: {WORDS}"

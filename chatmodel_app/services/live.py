@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import events
 from ..models import Run
+from ..types import LLMStreamResponse
 from . import leases
 
 if TYPE_CHECKING:
@@ -163,3 +166,62 @@ async def _serve(layer: Any, channel: str) -> None:
                 await layer.send(message["reply_to"], {"type": SNAPSHOT_REPLY, "run_id": run_id, "snapshot": snap})
             except Exception:
                 logger.warning("chatmodel: could not answer a snapshot request for run %s", run_id)
+
+
+def follow(*, session: Any, poll_seconds: float = 0.05) -> Iterator[LLMStreamResponse]:
+    """Rejoin the session's run in progress from Python (the ORM shim): its text so far, the rest, the end.
+
+    A run of this process is read from its live state, so nothing is missed; a run of another process
+    from the Run row, which its worker saves at each lease beat (so its text arrives in beat-sized pieces).
+    Nothing is yielded when no run is in progress. Polls (a caller thread has no channel layer to listen on).
+    """
+    run = active_run(session_id=session.pk)
+    if run is None:
+        return
+    run_id, sent = str(run.uuid), ""
+    while True:
+        snap = local_snapshot(run_id)
+        row = Run.objects.filter(pk=run.pk).values("status", "partial_content").get()
+        text = snap["content"] if snap is not None else row["partial_content"]
+        if len(text) > len(sent) and text.startswith(sent):
+            yield LLMStreamResponse(
+                content=text[len(sent) :],
+                status=Run.Status.IN_PROGRESS,
+                session_uuid=str(session.uuid),
+                run_uuid=run_id,
+                model=run.model,
+            )
+            sent = text
+        if snap is None and row["status"] != Run.Status.IN_PROGRESS:
+            yield _final_of(run.pk, session, sent)
+            return
+        time.sleep(poll_seconds)
+
+
+def _final_of(run_pk: int, session: Any, sent: str) -> LLMStreamResponse:
+    """The final chunk of a rejoined run, from its stored record (and the rest of its reply, if any)."""
+    from ..models import Message
+
+    run = Run.objects.get(pk=run_pk)
+    message = Message.objects.filter(run=run).first()
+    usage = None
+    if run.prompt_tokens is not None or run.completion_tokens is not None:
+        prompt, completion = run.prompt_tokens or 0, run.completion_tokens or 0
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    failed = run.status in (Run.Status.FAILED, Run.Status.INCOMPLETE)
+    return LLMStreamResponse(
+        content="",
+        is_final=True,
+        error=failed,
+        error_code=run.error or None if failed else None,
+        error_log=run.error_log or None if failed else None,
+        status=run.status,
+        finish_reason=run.finish_reason or None,
+        usage=usage,
+        cost=run.cost,
+        model=run.model,
+        session_uuid=str(session.uuid),
+        run_uuid=str(run.uuid),
+        message_id=message.pk if message else None,
+        message_seq=message.seq if message else None,
+    )

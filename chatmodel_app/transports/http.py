@@ -402,6 +402,19 @@ class HttpTransport:
                     if chunk.is_final:
                         return
 
+    def rejoin(self) -> Iterator[LLMStreamResponse]:
+        """The session's run in progress: its text so far, then the rest, then the final chunk (none: nothing)."""
+        run = StreamRun(self.session_uuid, self.base_url)
+        request: Request = {"method": "GET", "url": self._session_path("events/")}
+        with contextlib.closing(self._events(request)) as items:
+            for item in items:
+                if isinstance(item, httpx.Response) and item.status_code == 204:
+                    return
+                if (chunk := run.feed(item)) is not None:
+                    yield chunk
+                    if chunk.is_final:
+                        return
+
     async def arun_stream(
         self, *, functions: Any, tools: Any, params: dict[str, Any]
     ) -> AsyncIterator[LLMStreamResponse]:

@@ -147,6 +147,13 @@ class OrmTransport:
             return session
         return services.run(session=session, functions=functions, tools=tools, params=params)
 
+    def rejoin(self) -> Iterator[LLMStreamResponse]:
+        from ..services import live
+
+        session = self._existing_session()
+        chunks = live.follow(session=session) if session is not None else iter(())
+        return _blocking_iter(chunks) if _in_event_loop() else chunks
+
     def run_stream(self, *, functions: Any, tools: Any, params: dict[str, Any]) -> Iterator[LLMStreamResponse]:
         chunks = self._run_stream(functions, tools, params)
         return _blocking_iter(chunks) if _in_event_loop() else chunks

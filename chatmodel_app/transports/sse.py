@@ -77,6 +77,12 @@ class SSEReader:
         if kind == "run.delta":
             self.deltas += 1
             return self._progress(event, content=event.get("delta", ""))
+        if kind == "run.snapshot":
+            # A rejoined run: everything it said so far, as one chunk (its deltas up to the snapshot's seq).
+            self.deltas += 1
+            return self._progress(
+                event, content=event.get("content") or "", tool_call_deltas=event.get("tool_call_deltas") or None
+            )
         if kind == "run.tool_call_delta":
             return self._progress(event, content="", tool_call_deltas=event.get("deltas"))
         if kind in ("run.completed", "run.failed"):
@@ -84,6 +90,26 @@ class SSEReader:
             if isinstance(event.get("response"), dict):
                 # api_response: the server's terminal event (the provider's object stays there).
                 final = _final(event["response"], event)
+                final.events = [event]
+                return final
+            if kind == "run.completed":
+                # A rejoined run's end (the events endpoint): the stored message stands for the response.
+                message = event.get("message") or {}
+                final = _final(
+                    {
+                        "content": message.get("content"),
+                        "tool_calls": message.get("tool_calls"),
+                        "status": event.get("status"),
+                        "usage": event.get("usage"),
+                        "cost": event.get("cost"),
+                        "finish_reason": event.get("finish_reason"),
+                        "session_uuid": self.session_uuid,
+                        "run_uuid": self.run_uuid,
+                        "message_id": message.get("id"),
+                        "message_seq": message.get("seq"),
+                    },
+                    event,
+                )
                 final.events = [event]
                 return final
             return final_error(

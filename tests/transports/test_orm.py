@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chatmodel_app import ChatModel
@@ -45,3 +47,39 @@ async def test_sync_calls_from_async_code_work_as_the_seed_writes_them(make_chat
     assert not res.error and res.content and chunks[-1].is_final and not chunks[-1].error
     assert res.parsed_outputs is None and chunks[-1].parsed_outputs is None
     assert [m["role"] for m in session.get_config().message_logs] == ["user", "assistant", "assistant"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rejoin_follows_a_run_in_progress_to_its_end(make_chat_model, settings):
+    import threading
+
+    from django.db import connections
+
+    from chatmodel_app.models import Message
+    from chatmodel_app.services import leases
+
+    settings.CHATMODEL_OFFLINE_TOKEN_DELAY = 0.02
+    make_chat_model()
+    first = ChatModel("simple_assistant")
+    first.add_messages([{"role": "user", "content": " ".join(f"w{i}" for i in range(60))}])
+    assert list(ChatModel("simple_assistant", first.session_uuid).rejoin()) == []  # nothing running yet
+
+    def drive():
+        try:
+            list(first.run(stream=True))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    session_id = first._transport.session().pk
+    while leases.holder(session_id=session_id) is None and thread.is_alive():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    chunks = list(ChatModel("simple_assistant", first.session_uuid).rejoin())
+    thread.join(30)
+    final = chunks[-1]
+    assert final.is_final and not final.error and final.status == "completed"
+    reply = Message.objects.get(pk=final.message_id)
+    assert chunks[0].content and len(chunks[0].content) < len(reply.content)  # joined mid-run
+    assert "".join(c.content for c in chunks) == reply.content
