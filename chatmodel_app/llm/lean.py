@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from ..conf import DEFAULTS
 from ._litellm import get_litellm
 from .lean_errors import Failure as Failure
 from .lean_errors import Unfinished as Unfinished
@@ -43,26 +44,15 @@ from .lean_stream import Obj as Obj
 from .lean_stream import assemble as assemble
 from .lean_stream import loads as loads
 
-# Chat-completions params sent as they are (LiteLLM's generic OpenAI config passes these through).
+# Chat-completions params sent as they are (LiteLLM's generic OpenAI config passes these through): the request's own
+# keys, every sampling param a caller may set by default, and the logprobs family.
 BODY_PARAMS = frozenset(
     {
         "messages",
         "stream",
         "stream_options",
         "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "presence_penalty",
-        "frequency_penalty",
-        "stop",
-        "seed",
-        "n",
-        "response_format",
-        "user",
+        *DEFAULTS["CHATMODEL_ALLOWED_PARAMS"],
         "logit_bias",
         "logprobs",
         "top_logprobs",
