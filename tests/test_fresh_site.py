@@ -127,7 +127,7 @@ def test_a_site_set_up_from_the_docs_passes_checks_serves_the_schema_and_streams
         from websockets.asyncio.client import connect
 
         url = f"ws://127.0.0.1:{site['port']}/ws/chatmodel/sessions/{session_uuid}/"
-        async with connect(url, additional_headers=headers, origin=f"http://localhost:{site['port']}") as ws:
+        async with connect(url, additional_headers=headers, origin=f"http://127.0.0.1:{site['port']}") as ws:
             await ws.send(json.dumps({"type": "add_messages", "messages": [{"role": "user", "content": "Hello"}]}))
             await ws.send(json.dumps({"type": "run", "stream": True}))
             seen = []

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
@@ -83,6 +84,10 @@ def exception_status(exc: ChatModelError) -> int:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler of the API views: domain errors by the registry, DRF's own as DRF does."""
     code: str | None = None
+    if isinstance(exc, RequestDataTooBig):
+        # Django itself refuses the body first on some versions (6.x with DRF 3.18 reads request.body).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = RequestTooLarge(f"The request body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).")
     if isinstance(exc, InvalidMessages | InvalidParams):
         code = exc.code
         field = "messages" if isinstance(exc, InvalidMessages) else "non_field_errors"
