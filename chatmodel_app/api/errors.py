@@ -23,6 +23,7 @@ from rest_framework.views import set_rollback
 
 from ..exceptions import ERROR_CODES, ChatModelError, InvalidMessages, InvalidParams, RequestTooLarge, http_status
 from ..types import LLMResponse
+from ..validation import json_too_deep
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -119,6 +120,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+# Deeper bodies are refused as unparseable before any field is read (the fields' own limit is MAX_JSON_DEPTH).
+MAX_BODY_DEPTH = 512
+
+
 class LimitedJSONParser(JSONParser):
     """DRF's JSON parser, refusing bodies over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413).
 
@@ -135,7 +140,11 @@ class LimitedJSONParser(JSONParser):
                 )
             stream = io.BytesIO(body)
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            # The JSON decoder gives up on deep nesting with RecursionError, which is not a ValueError.
+            # The JSON decoder gives up on deep nesting with RecursionError, which is not a ValueError (to 3.12).
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+        if json_too_deep(data, MAX_BODY_DEPTH):
+            # Python 3.13's decoder parses any depth: the same answer as on earlier Pythons.
+            raise exceptions.ParseError("JSON parse error - nested too deeply.")
+        return data
