@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any
 
@@ -60,24 +61,29 @@ def channel_layer() -> Any:
 _home_loop: asyncio.AbstractEventLoop | None = None
 
 
+_home_pid = 0
+
+
 def bind_loop() -> None:
     """Remember the running loop as the one the channel layer lives on (call from async code)."""
-    global _home_loop
-    _home_loop = asyncio.get_running_loop()
+    global _home_loop, _home_pid
+    _home_loop, _home_pid = asyncio.get_running_loop(), os.getpid()
 
 
 _private: asyncio.AbstractEventLoop | None = None
+_private_pid = 0
 _private_lock = threading.Lock()
 
 
 def _private_loop() -> asyncio.AbstractEventLoop:
-    """This process's publishing loop, on a daemon thread, started on first use."""
-    global _private
+    """This process's publishing loop, on a daemon thread, started on first use (again in a forked child,
+    which inherits the loop object but not the thread that ran it)."""
+    global _private, _private_pid
     with _private_lock:
-        if _private is None or _private.is_closed():
+        if _private is None or _private.is_closed() or _private_pid != os.getpid():
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="chatmodel-publish", daemon=True).start()
-            _private = loop
+            _private, _private_pid = loop, os.getpid()
         return _private
 
 
@@ -89,7 +95,7 @@ def publish(event: dict[str, Any]) -> None:
     message = {"type": GROUP_MESSAGE_TYPE, "event": event}
     group = group_name(event["session_uuid"])
     try:
-        home = _home_loop
+        home = _home_loop if _home_pid == os.getpid() else None  # a forked child's copy runs nowhere
         if home is not None and home.is_running() and not home.is_closed():
             try:
                 on_home = asyncio.get_running_loop() is home

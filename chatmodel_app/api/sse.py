@@ -241,11 +241,12 @@ async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive
         pending = list(held)
         while True:
             for event in pending:
-                if event.get("run_id") != run_id or event.get("seq", 0) <= floor:
+                if event.get("run_id") != run_id:
                     continue
-                yield frame(event)
+                if event.get("seq", 0) > floor:
+                    yield frame(event)
                 if event["type"] in TERMINAL_EVENTS:
-                    return
+                    return  # the run is over, even for a client that said it had it all
             pending = []
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=keepalive)
