@@ -336,6 +336,7 @@ def test_the_site_has_an_icon(pages):
 def test_enter_sends_on_the_chat_page_and_in_the_playground(pages):
     page = pages.new()
     page.goto("/?chat_model=simple_assistant")
+    expect(page.get_by_test_id("chat-status")).to_have_attribute("data-status", "ready")
     page.get_by_test_id("chat-input").fill("Hello")
     page.get_by_test_id("chat-input").press("Enter")
     expect(page.get_by_test_id("chat-reply")).to_have_text(["Hello! What can I help you with?"])
