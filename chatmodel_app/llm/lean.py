@@ -121,6 +121,19 @@ def supported_params(model: str) -> frozenset[str] | None:
         return None
 
 
+def _host_callbacks(litellm: Any) -> bool:
+    """Whether the host registered LiteLLM callbacks (a Router's own, which older LiteLLM registers globally
+    for the fallbacks it routes, do not count: they watch only its own calls)."""
+    router = getattr(litellm, "Router", None)
+    for name in _HOST_CALLBACKS:
+        value = getattr(litellm, name, None)
+        for callback in value if isinstance(value, list | tuple | set) else [value] if value else []:
+            if router is not None and isinstance(getattr(callback, "__self__", None), router):
+                continue
+            return True
+    return False
+
+
 def plan(prepared: dict[str, Any], profile_key_env: str | None = None) -> Plan | None:
     """The lean call for a prepared request (``calls.prepare``'s output), or None when LiteLLM must make it."""
     route = prepared.get("model") or ""
@@ -129,7 +142,7 @@ def plan(prepared: dict[str, Any], profile_key_env: str | None = None) -> Plan |
     if any(k not in BODY_PARAMS and k not in _CALL_PARAMS for k in prepared):
         return None
     litellm = get_litellm()
-    if any(getattr(litellm, name, None) for name in _HOST_CALLBACKS):
+    if _host_callbacks(litellm):
         return None  # the host logs calls through LiteLLM: keep them visible there
     supported = supported_params(route.split("/", 1)[1])
     if supported is None:

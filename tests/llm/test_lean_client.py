@@ -207,13 +207,19 @@ def test_cut_streams(fake_llm, fake_key, path, fault, is_async):
             texts.append(assembler.feed(raw)[0])
         return assembler
 
-    # Both end in an error (LiteLLM fails a clean end without a finish_reason too), after the text so far.
-    with pytest.raises(Exception) as raised:
-        asyncio.run(consume_async()) if is_async else consume()
-    error = llm.map_exception(raised.value)
-    assert error.code == "stream_cut" and error.retryable, error.message
-    if fault == "eof":
-        assert "finish_reason" in error.message
+    # Both end in an error (LiteLLM 1.110 fails a clean end without a finish_reason too), after the text so far.
+    try:
+        assembler = asyncio.run(consume_async()) if is_async else consume()
+    except Exception as exc:
+        error = llm.map_exception(exc)
+        assert error.code == "stream_cut" and error.retryable, error.message
+        if fault == "eof":
+            assert "finish_reason" in error.message
+    else:
+        # Older LiteLLM (1.108) ends such a stream quietly: the assembler still knows it is unfinished, and the
+        # pipeline stores the run as stream_cut from that (services/streaming.py).
+        assert (fault, path) == ("eof", "litellm"), "a cut stream must not end quietly"
+        assert not assembler.finish().complete
     assert "".join(texts) == "one two"
 
 
