@@ -41,8 +41,8 @@ demo: migrate
 	$(PY) manage.py chatmodel_demo --user demo
 
 # daphne is first in INSTALLED_APPS, so runserver serves ASGI (HTTP and websockets).
-run: demo
-	@echo "Chat page: http://$(HOST):$(PORT)/ (log in as demo / demo); admin: /admin/; API schema: /api/schema/"
+run: demo frontend
+	@echo "Chat page: http://$(HOST):$(PORT)/ (log in as demo / demo); React page: /react/; admin: /admin/; API schema: /api/schema/"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 # Debian's Chromium for the browser tests (tests/browser; Playwright's own browser download is not used).
@@ -66,15 +66,45 @@ browser-deps:
 	$$SUDO apt-get install -y -q chromium || { echo "apt-get install chromium failed."; exit 1; }; \
 	[ -x "$(CHATMODEL_CHROMIUM)" ] || { echo "chromium is installed but $(CHATMODEL_CHROMIUM) is missing."; exit 1; }
 
+# The React example page (example_project/frontend, docs/react-example.md): its npm packages come from the registry
+# (`npm ci`: exactly package-lock.json) and Vite builds it into example_project/static/example/react/ (git-ignored),
+# where Django serves it. Each step runs only when its output is missing or older than its inputs.
+FRONTEND := example_project/frontend
+FRONTEND_BUILD := example_project/static/example/react/react-chat.js
+.PHONY: frontend
+frontend: $(FRONTEND_BUILD)
+
+$(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	@command -v npm >/dev/null 2>&1 \
+		&& node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)' \
+		|| { echo "The React page needs Node.js 20.19+ and npm on PATH (found: $$(node --version 2>/dev/null || echo none))."; exit 1; }
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	@touch $@
+
+$(FRONTEND_BUILD): $(FRONTEND)/node_modules/.package-lock.json $(FRONTEND)/vite.config.js $(shell find $(FRONTEND)/src -type f)
+	cd $(FRONTEND) && npm run build
+	@touch $@
+
+# The Node tests' packages (tests/node: the `ai` package, whose DefaultChatTransport tests/ai_sdk runs against a live
+# server), from the npm registry with `npm ci` (exactly package-lock.json); again only when that lock file is newer.
+NODE_TESTS := tests/node
+.PHONY: node-deps
+node-deps: $(NODE_TESTS)/node_modules/.package-lock.json
+
+$(NODE_TESTS)/node_modules/.package-lock.json: $(NODE_TESTS)/package.json $(NODE_TESTS)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "The Node tests need Node.js 18+ and npm on PATH."; exit 1; }
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund
+	@touch $@
+
 # Lint, format check and type check first (seconds), then the suite.
 # The multi-process scale-out tests need PostgreSQL + Redis: test-postgres runs them, this run deselects them.
 # The browser tests (tests/browser) run here and in test-postgres: Chromium is installed first.
-test: lint typecheck browser-deps
+test: lint typecheck browser-deps frontend node-deps
 	$(PYTEST) -m "not scaleout" $(PYTEST_ARGS)
 
 # The same suite on PostgreSQL + Redis, the scale-out tests (several workers, tests/test_scaleout.py) included;
 # fails (never skips) when they are not reachable.
-test-postgres: install browser-deps
+test-postgres: install browser-deps frontend node-deps
 	$(PY) -c "import psycopg, sys; psycopg.connect('$(PG_URL)', connect_timeout=5).close()" \
 		|| { echo "PostgreSQL is not reachable at $(PG_URL)"; exit 1; }
 	$(PY) -c "import redis; redis.Redis.from_url('$(REDIS_URL_TEST)', socket_connect_timeout=5).ping()" \
@@ -115,4 +145,4 @@ bench-smoke: install
 	$(PY) -m bench --smoke
 
 clean:
-	rm -rf $(VENV) .nox site *.egg-info .pytest-db*.sqlite3*
+	rm -rf $(VENV) .nox site *.egg-info .pytest-db*.sqlite3* $(FRONTEND)/node_modules $(dir $(FRONTEND_BUILD)) $(NODE_TESTS)/node_modules

@@ -35,6 +35,18 @@ DEFAULTS: dict[str, Any] = {
         "matter later; drop small talk. Write plain sentences in the conversation's language, at most a few "
         "paragraphs, and reply with the summary only."
     ),
+    # Titles of conversations, made after a session's first exchange (services/titles.py). The model that writes
+    # them: an offline model string (the default) makes one from the first user message's words, at no cost and
+    # with no call; a LiteLLM model string asks that model; "" asks the version's own model; None: no titles.
+    "CHATMODEL_TITLE_MODEL": "offline/demo",
+    # The instructions of the title call.
+    "CHATMODEL_TITLE_PROMPT": (
+        "Write a short title (at most six words) for the conversation below, in its language. "
+        "Reply with the title only: no quotes, no final punctuation."
+    ),
+    # Make titles with a real model on a thread of their own, after the reply is stored and sent (False: inline,
+    # before the run returns; the offline model is always inline, as it makes no call).
+    "CHATMODEL_TITLE_BACKGROUND": True,
     # Sampling parameters a caller may pass to run(); anything else is refused.
     "CHATMODEL_ALLOWED_PARAMS": [
         "temperature",
@@ -61,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
     # Milliseconds over which a stream's text deltas are merged into one published event (websocket and SSE);
     # the first delta goes out at once. 0 publishes every provider chunk as its own event.
     "CHATMODEL_STREAM_COALESCE_MS": 40,
+    # Threads of a worker process that run the async pipeline's database steps. None: 1 on SQLite (one writer
+    # at a time is the database's own rule), 8 on other databases (each thread holds a connection, from the
+    # pool where one is set). 1 runs them on the thread Django's sync_to_async shares (the whole worker's).
+    "CHATMODEL_DB_THREADS": None,
     # Seconds between streamed words of the offline demo model (0: as fast as possible).
     "CHATMODEL_OFFLINE_TOKEN_DELAY": 0.0,
     # Admin: messages per page of a session's conversation (the newest page is shown first).
@@ -117,6 +133,11 @@ class Settings:
         return float(self._get("CHATMODEL_STREAM_COALESCE_MS"))
 
     @property
+    def DB_THREADS(self) -> int | None:
+        value = self._get("CHATMODEL_DB_THREADS")
+        return None if value is None else int(value)
+
+    @property
     def LEAN_CLIENT(self) -> bool:
         return bool(self._get("CHATMODEL_LEAN_CLIENT"))
 
@@ -143,6 +164,19 @@ class Settings:
     @property
     def SUMMARY_PROMPT(self) -> str:
         return str(self._get("CHATMODEL_SUMMARY_PROMPT"))
+
+    @property
+    def TITLE_MODEL(self) -> str | None:
+        value = self._get("CHATMODEL_TITLE_MODEL")
+        return None if value is None or value is False else str(value)
+
+    @property
+    def TITLE_PROMPT(self) -> str:
+        return str(self._get("CHATMODEL_TITLE_PROMPT"))
+
+    @property
+    def TITLE_BACKGROUND(self) -> bool:
+        return bool(self._get("CHATMODEL_TITLE_BACKGROUND"))
 
     @property
     def ALLOWED_PARAMS(self) -> frozenset[str]:

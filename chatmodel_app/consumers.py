@@ -29,6 +29,7 @@ from .selectors import session_get
 from .services import double_texting, live
 from .types import LLMResponse
 from .ws_auth import AUTH_FAILED_KEY, token_still_valid
+from .ws_branches import BranchFrames
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -108,7 +109,7 @@ class RateLimit:
         return (1.0 - self.tokens) / self.per_second
 
 
-class SessionConsumer(AsyncJsonWebsocketConsumer):
+class SessionConsumer(BranchFrames, AsyncJsonWebsocketConsumer):
     """``ws/chatmodel/sessions/<uuid>/``: live run events of one session; add_messages, run, cancel, ping."""
 
     async def connect(self) -> None:
@@ -206,18 +207,27 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             "cancel": self.on_cancel,
             "ping": self.on_ping,
             "resume": self.on_resume,
+            # Named conversations and feedback (on_feedback, on_update_session below).
+            "feedback": self.on_feedback,
+            "update_session": self.on_update_session,
+            # Branches (ws_branches.py).
+            "regenerate": self.on_regenerate,
+            "edit_message": self.on_edit_message,
+            "switch_branch": self.on_switch_branch,
+            "get_path": self.on_get_path,
         }
         # Only a string can name a handler (a list is not even hashable).
         handler = handlers.get(frame_type) if isinstance(frame_type, str) else None
         if handler is None:
             await self.send_error(
                 "unknown_type",
-                f"Unknown frame type {frame_type!r}; expected add_messages, run, cancel, resume or ping.",
+                f"Unknown frame type {frame_type!r}; expected add_messages, run, cancel, resume, ping, feedback, "
+                "update_session, regenerate, edit_message, switch_branch or get_path.",
                 request_id=request_id,
             )
             return
         # By name: bound methods are new objects on every access, so ``is`` would never match.
-        if frame_type not in ("ping", "resume") and not self.can_act:
+        if frame_type not in ("ping", "resume", "get_path") and not self.can_act:
             message = "You may watch this session but not change it."
             await self.send_error("forbidden", message, request_id=request_id)
             return
@@ -287,6 +297,31 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def on_resume(self, content: dict[str, Any], request_id: Any) -> None:
         """Send the active run's ``run.snapshot`` (its text so far), then its live events; or ``resumed`` if idle."""
         await self.rejoin(announce_idle=True, request_id=request_id)
+
+    async def on_feedback(self, content: dict[str, Any], request_id: Any) -> None:
+        """Rate the assistant message ``seq`` ("up"/"down", optional ``comment``; ``rating`` null takes it back).
+
+        Every socket on the session gets ``feedback.updated`` from the pipeline.
+        """
+        from .services import feedback
+
+        if content.get("rating") is None:
+            await database_sync_to_async(feedback.feedback_delete)(session=self.session, seq=content.get("seq"))
+            return
+        await database_sync_to_async(feedback.feedback_set)(
+            session=self.session,
+            seq=content.get("seq"),
+            rating=content.get("rating"),
+            comment=content.get("comment", ""),
+            user=self.scope.get("user"),
+        )
+
+    async def on_update_session(self, content: dict[str, Any], request_id: Any) -> None:
+        """Rename (``title``) and/or archive (``archived``); every socket gets ``session.updated``."""
+        from .services import conversations
+
+        fields = {key: content[key] for key in ("title", "archived") if key in content}
+        await database_sync_to_async(conversations.conversation_update)(session=self.session, **fields)
 
     async def still_authenticated(self) -> bool:
         """False once the token this socket was opened with is gone (checked every TOKEN_RECHECK_SECONDS)."""

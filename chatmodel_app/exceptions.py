@@ -46,6 +46,12 @@ class SessionOfOtherChatModel(SessionNotFound):
     """The uuid names a session of another chat model: never reused, never created again."""
 
 
+class MessageNotFound(ChatModelError):
+    """No message with this seq in the session (feedback names a message by its seq)."""
+
+    code = "message_not_found"
+
+
 class SessionBusy(ChatModelError):
     code = "session_busy"
 
@@ -93,6 +99,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("version_not_found", VersionNotFound, 404, "The chat model has no such (or no published) version."),
         ErrorCode("session_not_found", SessionNotFound, 404, "No session with this uuid that the caller may see."),
         ErrorCode("session_busy", SessionBusy, 409, "A run is already in progress on this session."),
+        ErrorCode("message_not_found", MessageNotFound, 404, "The session has no message with this seq."),
         ErrorCode("invalid_messages", InvalidMessages, 400, "The messages break a rule (role, content, size, ...)."),
         ErrorCode("no_messages", InvalidMessages, 400, "The session has no messages to answer: add one before run()."),
         ErrorCode("invalid_params", InvalidParams, 400, "A parameter, function or tool schema is not accepted."),

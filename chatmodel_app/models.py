@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class ChatModel(models.Model):
@@ -69,6 +70,11 @@ class Version(models.Model):
     fallbacks = models.JSONField(
         default=list, blank=True, help_text="Model strings tried in order when the model fails."
     )
+    # Prompt variables (docs/prompts.md): [{"name", "default", "required", "description"}], each {{ name }} in
+    # system_prompt replaced with the session's value (context/prompt.py); checked by validation/variables.py.
+    variables = models.JSONField(
+        default=list, blank=True, help_text="Variables the system prompt uses as {{ name }}: name, default, required."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -121,6 +127,24 @@ class Session(models.Model):
     summary_until_seq = models.PositiveIntegerField(null=True, blank=True)
     # Messages enqueued while a run was active (double-texting "enqueue"), run in order after it.
     queued = models.JSONField(default=list, blank=True, editable=False)
+    # The values of the version's prompt variables, set (defaults filled in) when the session was created.
+    variables = models.JSONField(default=dict, blank=True, editable=False)
+    # Branches (services/branches.py): the branch the conversation is on now, and every branch's parent and
+    # fork point ({"id", "parent", "cut", "at"}); [] for a single-branch history (branch 0). See docs/branches.md.
+    branch = models.PositiveIntegerField(default=0, editable=False)
+    branches = models.JSONField(default=list, blank=True, editable=False)
+    # Named conversations (services/conversations.py): a title the user set, or one generated after the first
+    # exchange; archived sessions leave the default list; last_activity_at orders it (set by the UPDATEs that
+    # add messages, so it costs no query of its own).
+    title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[("user", "set by the user"), ("auto", "generated"), ("pending", "being generated")],
+        help_text="Who set the title: a title the user set is never replaced by a generated one.",
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -129,6 +153,7 @@ class Session(models.Model):
         indexes = [
             models.Index(fields=["chat_model", "-created_at"], name="chatmodel_session_cm_idx"),
             models.Index(fields=["user", "-created_at"], name="chatmodel_session_user_idx"),
+            models.Index(fields=["user", "-last_activity_at"], name="chatmodel_session_activity_idx"),
         ]
 
     def __str__(self) -> str:
@@ -212,6 +237,8 @@ class Message(models.Model):
     token_count = models.PositiveIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    # The branch it belongs to (0: the first); the current path is a chain of branches (services/branches.py).
+    branch = models.PositiveIntegerField(default=0, editable=False)
     # The client's Idempotency-Key of the add_messages call that stored it: a retried call finds them.
     idempotency_key = models.CharField(max_length=128, blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -228,6 +255,8 @@ class Message(models.Model):
                 name="chatmodel_message_idem_idx",
                 condition=~Q(idempotency_key=""),
             ),
+            # A path read is a range of seq per branch of the chain (context/paths.py).
+            models.Index(fields=["session", "branch", "seq"], name="chatmodel_message_branch_idx"),
         ]
 
     def __str__(self) -> str:
@@ -235,7 +264,7 @@ class Message(models.Model):
 
 
 class PublishRecord(models.Model):
-    """One publish or unpublish of a version: who, when, and the A/B ratio it got."""
+    """One publish or unpublish of a version under a label: who, when, and the A/B ratio it got."""
 
     class Action(models.TextChoices):
         PUBLISH = "publish"
@@ -244,6 +273,11 @@ class PublishRecord(models.Model):
     version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="publish_records")
     action = models.CharField(max_length=10, choices=Action.choices)
     ratio = models.FloatField(null=True, blank=True)
+    # The label moved ("production": what "deploy" serves, Version.is_published); see services/labels.py.
+    label = models.CharField(max_length=50, default="production")
+    # The label's whole set just before the move ({"<number>": ratio}): what a rollback restores. Null: not known.
+    previous = models.JSONField(null=True, blank=True)
+    rollback = models.BooleanField(default=False, help_text="Made by a rollback to the label's previous set.")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="chatmodel_publishes"
     )
@@ -255,3 +289,58 @@ class PublishRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.version} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Label(models.Model):
+    """A named set of a chat model's versions with A/B ratios, e.g. ``staging``: ``ChatModel(name, version="staging")``.
+
+    The built-in label ``production`` (what "deploy" means) is the versions' ``is_published`` and ``ratio``;
+    every other label is a row here. Moves and rollbacks go through ``services.labels``.
+    """
+
+    chat_model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=50)
+    # Version number (as text: JSON keys are strings) -> A/B weight, e.g. {"3": 1.0}.
+    ratios = models.JSONField(default=dict, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="chatmodel_labels"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chat_model", "name"]
+        constraints = [models.UniqueConstraint(fields=["chat_model", "name"], name="chatmodel_label_name_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.chat_model.name}@{self.name}"
+
+
+class Feedback(models.Model):
+    """A thumbs up/down, with an optional comment, on an assistant message (one per message, by its session's user)."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "up"
+        DOWN = -1, "down"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    # Denormalised from the message's session, so the admin counts a version's feedback with one indexed query.
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="chatmodel_feedback"
+    )
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.CheckConstraint(condition=Q(rating__in=[1, -1]), name="chatmodel_feedback_rating_valid"),
+        ]
+        indexes = [models.Index(fields=["version", "-updated_at"], name="chatmodel_feedback_version_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on {self.message}"

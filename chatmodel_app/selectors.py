@@ -12,7 +12,7 @@ from .exceptions import ChatModelNotFound, InvalidParams, SessionNotFound, Sessi
 from .llm.messages import to_log
 from .models import ChatModel, Message, Session, Version
 from .types import ChatModelConfig
-from .validation import text_check
+from .validation import PRODUCTION, is_label_name, text_check
 
 VersionSpec = str | int | None
 
@@ -29,31 +29,60 @@ def chat_model_get(*, name: str) -> ChatModel:
 
 
 def version_resolve(*, chat_model: ChatModel, spec: VersionSpec = "deploy") -> Version:
-    """The version ``spec`` names: "deploy" (a published one, by A/B ratio), "latest", or a number."""
-    if spec is None or spec == "deploy":
+    """The version ``spec`` names: "deploy" (a published one, by A/B ratio), "latest", a number, or a label.
+
+    A label (``"staging"``) is one of its versions by A/B ratio; ``"production"`` is what "deploy" means.
+    """
+    if spec is None or spec == "deploy" or spec == PRODUCTION:
         published = list(Version.objects.filter(chat_model=chat_model, is_published=True).order_by("number"))
         if not published:
             raise VersionNotFound(
                 f"Chat model {chat_model.name!r} has no published version: publish one in the admin, "
                 "or ask for version='latest' or a version number."
             )
-        weights = [max(v.ratio, 0.0) for v in published]
-        if not any(weights):
-            weights = [1.0] * len(published)
-        return random.choices(published, weights=weights, k=1)[0]
+        return _weighted_choice(published, [v.ratio for v in published])
     if spec == "latest":
         version = Version.objects.filter(chat_model=chat_model).order_by("-number").first()
         if version is None:
             raise VersionNotFound(f"Chat model {chat_model.name!r} has no versions yet.")
         return version
+    if is_label_name(spec):
+        return _label_resolve(chat_model, str(spec))
     try:
-        number = int(spec)
+        number = int(spec)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise VersionNotFound(f"version must be 'deploy', 'latest' or a version number; got {spec!r}.") from None
+        raise VersionNotFound(
+            f"version must be 'deploy', 'latest', a version number or a label name; got {spec!r}."
+        ) from None
     try:
         return Version.objects.get(chat_model=chat_model, number=number)
     except Version.DoesNotExist:
         raise VersionNotFound(f"Chat model {chat_model.name!r} has no version {number}.") from None
+
+
+def _weighted_choice(versions: list[Version], ratios: list[float]) -> Version:
+    weights = [max(r, 0.0) for r in ratios]
+    if not any(weights):
+        weights = [1.0] * len(versions)
+    return random.choices(versions, weights=weights, k=1)[0]
+
+
+def _label_resolve(chat_model: ChatModel, name: str) -> Version:
+    """One of label ``name``'s versions, by its A/B ratios; VersionNotFound when there is no such label."""
+    from .models import Label
+
+    ratios = Label.objects.filter(chat_model=chat_model, name=name).values_list("ratios", flat=True).first()
+    if not ratios:
+        raise VersionNotFound(
+            f"Chat model {chat_model.name!r} has no label {name!r}: move a label in the admin (chat model page, "
+            "Labels), or ask for 'deploy', 'latest' or a version number."
+        )
+    numbers = [int(n) for n in ratios]
+    by_number = {v.number: v for v in Version.objects.filter(chat_model=chat_model, number__in=numbers)}
+    chosen = sorted(by_number)
+    if not chosen:
+        raise VersionNotFound(f"Label {name!r} of chat model {chat_model.name!r} names no existing version.")
+    return _weighted_choice([by_number[n] for n in chosen], [float(ratios[str(n)]) for n in chosen])
 
 
 def session_get(*, session_uuid: Any, chat_model: ChatModel | None = None) -> Session:
@@ -72,8 +101,13 @@ def session_get(*, session_uuid: Any, chat_model: ChatModel | None = None) -> Se
 
 
 def session_messages(*, session: Session) -> QuerySet[Message]:
-    """The session's messages in order."""
-    return Message.objects.filter(session=session).order_by("seq")
+    """The session's messages in order: those of its current path (context/paths.py) when it has branches."""
+    from .context import paths
+
+    paths.state(session, fresh=True)
+    path = paths.path_q(session)
+    messages = Message.objects.filter(session=session)
+    return (messages.filter(path) if path is not None else messages).order_by("seq")
 
 
 def message_log(message: Message) -> dict[str, Any]:
@@ -100,8 +134,11 @@ def config_build(*, version: Version, session: Session | None = None) -> ChatMod
         row = Session.objects.filter(pk=session.pk).values_list("summary", "summary_until_seq").first()
         if row and row[0]:
             logs.insert(0, {"role": "system", "name": "summary", "content": row[0], "summary_until_seq": row[1]})
+    from .context.prompt import system_prompt_for
+
     return ChatModelConfig(
-        system_prompt=version.system_prompt,
+        # A session's config shows the prompt its runs send (its variable values in); without one, the template.
+        system_prompt=system_prompt_for(version, session),
         version_detail={
             "model": version.model,
             "uuid": str(version.uuid),
@@ -135,8 +172,26 @@ def message_page(
     limit: int = 50,
     order: str = "asc",
 ) -> tuple[list[Message], bool]:
-    """A page of the session's messages by ``seq``, strictly between ``after`` and ``before``; and if more follow."""
-    messages = Message.objects.filter(session=session).select_related("run")
+    """A page of the session's messages by ``seq``, strictly between ``after`` and ``before``; and if more follow.
+
+    A session with branches pages through its current path (context/paths.py): one bounded read of the
+    path's seqs, then those rows.
+    """
+    from .context import paths
+
+    paths.state(session, fresh=True)
+    if paths.segments(*paths.state(session)) is not None:
+        base = Message.objects.filter(session=session)
+        desc = order == "desc"
+        sql, params = paths.newest_first(
+            base, session, columns=("seq",), size=limit + 1, before_seq=before, after_seq=after, desc=desc
+        ) or ("", [])
+        seqs = [r[0] for r in paths.fetch(base.db, sql, params)]
+        rows = list(
+            base.filter(seq__in=seqs).select_related("run", "feedback").order_by("-seq" if order == "desc" else "seq")
+        )
+        return rows[:limit], len(rows) > limit
+    messages = Message.objects.filter(session=session).select_related("run", "feedback")
     if after is not None:
         messages = messages.filter(seq__gt=after)
     if before is not None:
@@ -163,6 +218,10 @@ def message_json(message: Message) -> dict[str, Any]:
         metadata=message.metadata,
         created_at=timestamp(message.created_at),
     )
+    if Message.feedback.is_cached(message):  # read with the page (message_page), never a query per message
+        from .services.feedback import feedback_json
+
+        data["feedback"] = feedback_json(getattr(message, "feedback", None))
     return data
 
 
@@ -325,3 +384,47 @@ def session_runs(*, session: Session, limit: int = 200) -> list[Any]:
     from .models import Run
 
     return list(reversed(Run.objects.filter(session=session).order_by("-created_at", "-pk")[:limit]))
+
+
+# --- feedback on replies (admin) ---------------------------------------------------------------------
+
+
+def feedback_by_version(*, chat_model: ChatModel) -> list[dict[str, Any]]:
+    """Thumbs up and down per version of the chat model (one query), newest version first; ``rate`` is the
+    share of thumbs up (None without feedback)."""
+    from django.db.models import Count, Q
+
+    from .models import Feedback
+
+    rows = (
+        Feedback.objects.filter(version__chat_model=chat_model)
+        .values("version_id", "version__number")
+        .annotate(up=Count("pk", filter=Q(rating=1)), down=Count("pk", filter=Q(rating=-1)))
+        .order_by("-version__number")
+    )
+    out = []
+    for row in rows:
+        total = row["up"] + row["down"]
+        out.append(
+            {
+                "version_id": row["version_id"],
+                "number": row["version__number"],
+                "up": row["up"],
+                "down": row["down"],
+                "total": total,
+                "rate": row["up"] / total if total else None,
+            }
+        )
+    return out
+
+
+def feedback_commented(*, chat_model: ChatModel, version: Version | None = None, limit: int = 20) -> list[Any]:
+    """The newest ``limit`` feedbacks with a comment on the chat model's replies (or one version's), with their
+    messages, sessions, versions and users (one query)."""
+    from .models import Feedback
+
+    rows = Feedback.objects.filter(version__chat_model=chat_model).exclude(comment="")
+    if version is not None:
+        rows = rows.filter(version=version)
+    rows = rows.select_related("message__session", "version", "user").order_by("-updated_at", "-pk")
+    return list(rows[:limit])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -20,7 +22,8 @@ from chatmodel_app import selectors, services
 from chatmodel_app.api.permissions import session_access
 from chatmodel_app.conf import conf
 from chatmodel_app.exceptions import ChatModelNotFound, SessionNotFound
-from chatmodel_app.models import Message, Run, Session
+from chatmodel_app.models import ChatModel, Message, Run, Session
+from chatmodel_app.services import conversations
 
 RECENT_SESSIONS = 10
 # Characters of a chat's first message read for its label in the recent chats.
@@ -68,7 +71,8 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     selected = next((e for e in entries if e["selected"]), None)
     recent = []
     if chat_model is not None:
-        sessions = services.session_list(user=request.user, chat_model=chat_model).filter(is_playground=False)
+        # Named conversations: most recently active first, archived ones left out (conversations.js searches).
+        sessions = conversations.conversation_list(user=request.user, chat_model=chat_model, include_playground=False)
         recent = list(_labelled(sessions)[:RECENT_SESSIONS])
     config = {
         "clientUrl": static("chatmodel_app/chatmodel.js"),
@@ -84,6 +88,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "runsUrl": reverse("chat-runs", args=["00000000-0000-0000-0000-000000000000"]),
         # Checked before a chat is started for a message, so a refused one leaves no empty chat behind.
         "maxMessageChars": conf.MAX_MESSAGE_CHARS,
+        # conversations.js: the sidebar's search, rename, archive and delete, and feedback on replies.
+        "sessionsApiUrl": reverse("chatmodel_api:sessions"),
+        "sessionApiUrl": reverse("chatmodel_api:session", args=["00000000-0000-0000-0000-000000000000"]),
     }
     context = {
         "chat_models": entries,
@@ -94,6 +101,38 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "debug": settings.DEBUG,
     }
     return render(request, "example/chat.html", context)
+
+
+@login_required(login_url="login")
+@require_GET
+def react_page(request: HttpRequest) -> HttpResponse:
+    """The React page (example_project/frontend): useChat over the AI SDK UI message stream endpoint.
+
+    The chat id is a session uuid: ``?session=<uuid>`` reopens (and resumes) a chat of this user's; a new chat gets
+    a fresh uuid here, and its session is created by the endpoint on the first message.
+    """
+    session = _own_session(request, request.GET["session"]) if request.GET.get("session") else None
+    chat_model: ChatModel | None
+    if session is not None:
+        chat_model = session.chat_model
+    else:
+        chat_models = services.chat_model_list()
+        wanted = request.GET.get("chat_model")
+        if wanted and not any(c.name == wanted for c in chat_models):
+            raise Http404("No such chat model.")
+        published = [c for c in chat_models if any(v.is_published for v in c.versions.all())]
+        chat_model = next((c for c in published if c.name == wanted or not wanted), None)
+    config = None
+    if chat_model is not None:
+        config = {
+            "chatModel": chat_model.name,
+            "chatId": str(session.uuid if session is not None else uuid.uuid4()),
+            "resume": session is not None,
+            "api": reverse("chatmodel_ai_sdk:chat", kwargs={"name": chat_model.name}),
+            "csrfToken": get_token(request),
+            "newChatUrl": f"{reverse('react')}?{urlencode({'chat_model': chat_model.name})}",
+        }
+    return render(request, "example/react.html", {"config": config, "chat_model": chat_model, "session": session})
 
 
 def _labelled(sessions: QuerySet[Session]) -> QuerySet[Session]:

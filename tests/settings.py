@@ -95,3 +95,6 @@ CHATMODEL_TIMEOUT = 5.0
 CHATMODEL_OFFLINE_TOKEN_DELAY = 0.0
 # Tests count streamed events one per provider chunk; tests/services/test_streaming.py turns coalescing on.
 CHATMODEL_STREAM_COALESCE_MS = 0
+# In-process tests run the async pipeline's database steps on the test's own thread, so a test's transaction
+# sees them on PostgreSQL too; tests/services/test_db_threads.py turns the threads on (the live workers have them).
+CHATMODEL_DB_THREADS = 1

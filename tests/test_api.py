@@ -211,7 +211,9 @@ def test_config_versions_and_sessions(make_chat_model, alice, bob, users):
     missing = alice.get(url, {"version": 9})
     assert missing.status_code == 404
     assert missing.json()["code"] == "version_not_found"
-    assert alice.get(url, {"version": "newest"}).status_code == 400
+    assert alice.get(url, {"version": "Newest!"}).status_code == 400
+    # A name of a label's shape is a label (docs/prompts.md): an unknown one is not found, like version 9.
+    assert alice.get(url, {"version": "newest"}).json()["code"] == "version_not_found"
     assert alice.get("/api/chat-models/nope/config/").status_code == 404
 
     session_uuid = new_session(alice, version="latest")
@@ -251,7 +253,8 @@ def test_create_a_session_on_a_version(make_chat_model, alice):
     missing = alice.post(url, {"version": 7}, format="json")
     assert missing.status_code == 404
     assert missing.json()["code"] == "version_not_found"
-    assert alice.post(url, {"version": "best"}, format="json").status_code == 400
+    assert alice.post(url, {"version": "best one"}, format="json").status_code == 400
+    assert alice.post(url, {"version": "best"}, format="json").json()["code"] == "version_not_found"  # a label
     assert alice.post(url, {"version": True}, format="json").status_code == 400
 
 
@@ -837,11 +840,21 @@ def test_the_openapi_schema_is_valid_and_complete(db):
         ("/api/chat-models/{name}/sessions/", "post"),
         ("/api/sessions/", "get"),
         ("/api/sessions/{uuid}/", "get"),
+        ("/api/sessions/{uuid}/", "patch"),  # named conversations: rename, archive
+        ("/api/sessions/{uuid}/", "delete"),
+        ("/api/sessions/{uuid}/messages/{seq}/feedback/", "get"),  # feedback on replies
+        ("/api/sessions/{uuid}/messages/{seq}/feedback/", "put"),
+        ("/api/sessions/{uuid}/messages/{seq}/feedback/", "delete"),
         ("/api/sessions/{uuid}/messages/", "get"),
         ("/api/sessions/{uuid}/messages/", "post"),
         ("/api/sessions/{uuid}/run/", "post"),
         ("/api/sessions/{uuid}/cancel/", "post"),
         ("/api/sessions/{uuid}/events/", "get"),
+        ("/api/sessions/{uuid}/regenerate/", "post"),  # branches (docs/branches.md)
+        ("/api/sessions/{uuid}/messages/{seq}/edit/", "post"),
+        ("/api/sessions/{uuid}/messages/{seq}/switch/", "post"),
+        ("/api/sessions/{uuid}/path/", "get"),
+        ("/api/sessions/{uuid}/fork/", "post"),
     }
     run_responses = schema["paths"]["/api/sessions/{uuid}/run/"]["post"]["responses"]
     assert set(run_responses["200"]["content"]) == {"application/json", "text/event-stream"}

@@ -48,7 +48,7 @@ def server(tmp_path_factory):
         yield Server(worker)
 
 
-async def _until(ws, *types, timeout=20.0):
+async def _until(ws, *types, timeout=60.0):
     """Every event received up to and including the first whose type is in ``types``."""
     received = []
     async with asyncio.timeout(timeout):

@@ -16,6 +16,7 @@ from ..conf import conf
 from ..models import ChatModel, Version
 from . import diff
 from .base import CSS, admin_url, object_or_404
+from .labels import LabelsMixin
 
 if TYPE_CHECKING:
     from typing import TypedDict
@@ -43,7 +44,7 @@ def diff_values(version: Version) -> dict[str, Any]:
     return {name: getattr(version, name) for name in diff.FIELDS}
 
 
-class ChatModelAdmin(admin.ModelAdmin):
+class ChatModelAdmin(LabelsMixin, admin.ModelAdmin):
     """A chat model: its versions (newest first), what is published, usage, publish history, and diffs."""
 
     list_display = ("name", "description", "published_versions", "version_count", "updated_at")
@@ -71,6 +72,7 @@ class ChatModelAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.diff_view),
                 name="chatmodel_app_chatmodel_diff",
             ),
+            *self.label_urls(),
             *super().get_urls(),
         ]
 
@@ -80,6 +82,7 @@ class ChatModelAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if chat_model is not None:
             extra.update(self._workspace_context(chat_model))
+            extra.update(self.labels_context(request, chat_model, published=chat_model.published))
         return super().change_view(request, object_id, form_url, extra)
 
     def _workspace_context(self, chat_model: AnnotatedChatModel) -> dict[str, Any]:
@@ -91,6 +94,9 @@ class ChatModelAdmin(admin.ModelAdmin):
             "versions_url": admin_url("version_changelist") + f"?chat_model__id__exact={chat_model.pk}",
             "published": chat_model.published,
             "usage_rows": [usage_or_zero(selectors.chat_model_usage(chat_model=chat_model))],
+            # Feedback on replies per version, next to the usage (two queries).
+            "feedback_rows": selectors.feedback_by_version(chat_model=chat_model),
+            "feedback_comments": selectors.feedback_commented(chat_model=chat_model),
             "publish_history": selectors.publish_history(chat_model=chat_model),
             "add_version_url": admin_url("version_add") + f"?chat_model={chat_model.pk}",
             "diff_url": admin_url("chatmodel_diff", chat_model.pk),

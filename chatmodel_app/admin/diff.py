@@ -33,7 +33,7 @@ SETTINGS = (
     ("ratio", "A/B ratio"),
 )
 # The version fields diff_sections reads.
-FIELDS = ("system_prompt", "params", "tools", *(name for name, _ in SETTINGS))
+FIELDS = ("system_prompt", "variables", "params", "tools", *(name for name, _ in SETTINGS))
 
 
 def intraline(old: str, new: str) -> tuple[SafeString, SafeString]:
@@ -109,7 +109,7 @@ def pretty(value: Any) -> str:
 
 
 def diff_sections(a: Mapping[str, Any], b: Mapping[str, Any], *, fold: bool = True) -> list[dict[str, Any]]:
-    """The sections of a comparison of two versions' ``FIELDS``: system prompt, settings, params, tools."""
+    """The sections of a comparison of two versions' ``FIELDS``: system prompt, variables, settings, params, tools."""
     settings_rows = [
         {"label": label, "left": shown(a[name]), "right": shown(b[name]), "changed": a[name] != b[name]}
         for name, label in SETTINGS
@@ -119,8 +119,14 @@ def diff_sections(a: Mapping[str, Any], b: Mapping[str, Any], *, fold: bool = Tr
         ("params", "Params", pretty(a["params"]), pretty(b["params"])),
         ("tools", "Functions / tools", pretty(a["tools"]), pretty(b["tools"])),
     ]
+    # The prompt variables' declarations (name, default, required, description), when either version has some.
+    declared = (a.get("variables") or [], b.get("variables") or [])
+    if any(declared):
+        texts.insert(1, ("variables", "Prompt variables", pretty(declared[0]), pretty(declared[1])))
     sections = [
         {"id": key, "title": title, "same": left == right, "rows": side_by_side(left, right, fold=fold)}
         for key, title, left, right in texts
     ]
-    return [sections[0], {"id": "settings", "title": "Model and settings", "table": settings_rows}, *sections[1:]]
+    settings = {"id": "settings", "title": "Model and settings", "table": settings_rows}
+    prompt_sections = 2 if any(declared) else 1
+    return [*sections[:prompt_sections], settings, *sections[prompt_sections:]]

@@ -12,7 +12,7 @@ from django.forms.fields import InvalidJSONInput
 
 from ..exceptions import InvalidParams
 from ..models import ChatModel, Version
-from ..validation import check_truncation, version_field_clean
+from ..validation import check_truncation, placeholders_check, version_field_clean
 
 _CODE = {"class": "chatmodel-code", "spellcheck": "false", "autocapitalize": "off", "autocomplete": "off"}
 
@@ -107,6 +107,14 @@ class VersionForm(forms.ModelForm):
         help_text="A JSON list of function schemas (OpenAI shape: name, description, parameters), offered to the "
         'model on every run. Bare schemas and {"type": "function", "function": {...}} both work.',
     )
+    variables = JSONTextField(
+        required=False,
+        initial=list,
+        rows=6,
+        help_text='Prompt variables the system prompt uses as {{ name }}: a JSON list such as [{"name": '
+        '"customer_name", "required": true, "description": "Who we talk to"}, {"name": "tone", "default": "warm"}]. '
+        "Sessions give the values when they start; nothing else in the prompt is a template.",
+    )
     tags = ListTextField(help_text="Comma-separated labels, e.g. 'formal, experiment-3'.")
     fallbacks = ListTextField(
         separator="\n",
@@ -120,6 +128,7 @@ class VersionForm(forms.ModelForm):
             "chat_model",
             "model",
             "system_prompt",
+            "variables",
             "params",
             "tools",
             "truncation",
@@ -165,6 +174,9 @@ class VersionForm(forms.ModelForm):
     def clean_summary_model(self) -> str:
         return self._field("summary_model")
 
+    def clean_variables(self) -> list[dict[str, Any]]:
+        return self._field("variables")
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
@@ -173,6 +185,11 @@ class VersionForm(forms.ModelForm):
         except InvalidParams:
             # The shared rule, in the words of the field it is about.
             self.add_error("truncation_last_messages", "Say how many of the newest messages to keep.")
+        if "system_prompt" in data and "variables" in data:
+            try:
+                placeholders_check(data["system_prompt"] or "", data["variables"] or [])
+            except InvalidParams as exc:
+                self.add_error("variables", str(exc))
         return data
 
 

@@ -13,6 +13,8 @@ from django.urls import NoReverseMatch, path, reverse
 
 from .. import selectors, services
 from ..access import PLAYGROUND_RUN_PERMISSION
+from ..context.prompt import system_prompt_for
+from ..exceptions import InvalidParams
 from ..models import Session, Version
 from .base import VersionAdminBase, admin_url, object_or_404
 
@@ -59,13 +61,23 @@ class PlaygroundMixin(VersionAdminBase):
         if not request.user.has_perm(PLAYGROUND_RUN_PERMISSION):
             raise PermissionDenied
         if request.method == "POST":
-            session = services.session_create(
-                chat_model=version.chat_model,
-                version=version,
-                user=request.user,
-                is_playground=True,
-                metadata={"playground": True},
-            )
+            # The values of the version's prompt variables, typed into the start form (var_<name>).
+            values = {
+                d["name"]: request.POST[f"var_{d['name']}"]
+                for d in version.variables or []
+                if f"var_{d['name']}" in request.POST
+            }
+            try:
+                session = services.session_create(
+                    chat_model=version.chat_model,
+                    version=version,
+                    user=request.user,
+                    is_playground=True,
+                    metadata={"playground": True},
+                    variables=values,
+                )
+            except InvalidParams as exc:
+                return self._playground_page(request, version, None, values=values, error=str(exc), status=400)
             return HttpResponseRedirect(admin_url("version_playground_session", version.pk, session.uuid))
         return self._playground_page(request, version, None)
 
@@ -77,13 +89,28 @@ class PlaygroundMixin(VersionAdminBase):
             raise Http404("No such playground session.")
         return self._playground_page(request, version, session)
 
-    def _playground_page(self, request: HttpRequest, version: Version, session: Session | None) -> HttpResponse:
+    def _playground_page(
+        self,
+        request: HttpRequest,
+        version: Version,
+        session: Session | None,
+        *,
+        values: dict[str, str] | None = None,
+        error: str = "",
+        status: int = 200,
+    ) -> HttpResponse:
         history: list[Any] = []
         totals: dict[str, Any] = {}
         if session is not None:
             newest, _ = selectors.message_page(session=session, limit=HISTORY, order="desc")
             history = newest[::-1]
             totals = selectors.session_run_totals(session=session)
+        # The start form asks for each variable: what was typed, else this session's value, else the default.
+        shown = values if values is not None else (session.variables if session is not None else {})
+        variable_fields = [
+            {**d, "field": f"var_{d['name']}", "value": (shown or {}).get(d["name"], d.get("default", ""))}
+            for d in version.variables or []
+        ]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -95,6 +122,10 @@ class PlaygroundMixin(VersionAdminBase):
             "start_url": admin_url("version_playground", version.pk),
             "change_url": admin_url("version_change", version.pk),
             "session_admin_url": admin_url("session_change", session.pk) if session else None,
+            "variable_fields": variable_fields,
+            "variables_error": error,
+            # What this session's runs send: the prompt with its variable values in (context/prompt.py).
+            "rendered_prompt": system_prompt_for(version, session) if session is not None else None,
             "config": {
                 "sessionUuid": str(session.uuid) if session else None,
                 "wsPath": f"/ws/chatmodel/sessions/{session.uuid}/" if session else None,
@@ -102,4 +133,4 @@ class PlaygroundMixin(VersionAdminBase):
                 "clientUrl": static("chatmodel_app/chatmodel.js"),
             },
         }
-        return TemplateResponse(request, "admin/chatmodel_app/version/playground.html", context)
+        return TemplateResponse(request, "admin/chatmodel_app/version/playground.html", context, status=status)

@@ -90,6 +90,12 @@ class SessionAdmin(ReadOnly, admin.ModelAdmin):
         paginator = Paginator(rows, conf.ADMIN_MESSAGES_PER_PAGE)
         page = paginator.get_page(request.GET.get("page") or paginator.num_pages)
         items: list[dict[str, Any]] = [{"message": m} for m in page.object_list]
+        # The current path (branches): mark the messages that have alternatives ("alternative 2/3").
+        from ..services.branches import message_alternatives
+
+        alternatives = message_alternatives(session=session, messages=[item["message"] for item in items])
+        for item in items:
+            item["message"].alternatives = alternatives.get(item["message"].seq)
         if items:
             first, last = items[0]["message"].seq, items[-1]["message"].seq
             # A failed run stored no message: show it after the last message it was given.

@@ -18,6 +18,7 @@ from .. import llm, selectors, services
 from ..exceptions import ChatModelError
 from ..llm.offline import MODEL as OFFLINE_MODEL
 from ..models import Version
+from ..services.labels import version_labels
 from ..validation import VERSION_FIELDS
 from .base import CSS, admin_url, object_or_404
 from .diff import pretty
@@ -65,7 +66,7 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     search_fields = ("chat_model__name", "memo", "model")
     ordering = ("chat_model__name", "-number")
     actions = ["publish_selected", "unpublish_selected", "copy_selected", "compare_selected"]
-    publication_fields = ("number", "uuid", "is_published", "ratio", "created_by", "created_at")
+    publication_fields = ("number", "uuid", "is_published", "ratio", "served_by_labels", "created_by", "created_at")
 
     class Media:
         css = {"all": CSS}
@@ -132,7 +133,8 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
         return super().has_change_permission(request, obj) and not (obj is not None and self._in_use(obj))
 
     def has_delete_permission(self, request: HttpRequest, obj: Version | None = None) -> bool:
-        if obj is not None and (obj.is_published or self._in_use(obj)):
+        # A version a label serves is not deleted from under it: move the label first.
+        if obj is not None and (obj.is_published or self._in_use(obj) or version_labels(version=obj)):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -141,8 +143,9 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Version | None = None) -> list:
         # A read-only version shows its JSON indented, as the editor does.
         json_fields = ("params_json", "tools_json") if obj is not None and self._in_use(obj) else ("params", "tools")
+        variables = "variables_json" if obj is not None and self._in_use(obj) else "variables"
         fieldsets = [
-            (None, {"fields": ("chat_model", "model", "system_prompt")}),
+            (None, {"fields": ("chat_model", "model", "system_prompt", variables)}),
             ("Parameters and functions", {"fields": json_fields}),
             (
                 "Context window",
@@ -164,7 +167,9 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Version | None = None) -> tuple:
-        return () if obj is None else ("chat_model", "params_json", "tools_json", *self.publication_fields)
+        if obj is None:
+            return ()
+        return ("chat_model", "params_json", "tools_json", "variables_json", *self.publication_fields)
 
     @admin.display(description="params")
     def params_json(self, obj: Version) -> str:
@@ -173,6 +178,15 @@ class VersionAdmin(PublishingMixin, PlaygroundMixin, admin.ModelAdmin):
     @admin.display(description="functions / tools")
     def tools_json(self, obj: Version) -> str:
         return _pre(obj.tools)
+
+    @admin.display(description="variables")
+    def variables_json(self, obj: Version) -> str:
+        return _pre(obj.variables)
+
+    @admin.display(description="labels")
+    def served_by_labels(self, obj: Version) -> str:
+        """The labels that serve this version (docs/prompts.md): production when it is published, staging, ..."""
+        return ", ".join(version_labels(version=obj)) or "-"
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)

@@ -81,18 +81,22 @@ _VERSION_NUMBER = re.compile(r"^[1-9][0-9]{0,9}$")
             {"type": "string", "enum": ["deploy", "latest"]},
             {"type": "integer", "minimum": 1, "maximum": MAX_DB_INT},
             {"type": "string", "pattern": "^[1-9][0-9]{0,9}$"},
+            {"type": "string", "pattern": validation.LABEL_NAME.pattern.replace("\\Z", "$")},
         ],
         "default": "deploy",
-        "description": '"deploy" (a published version, chosen by A/B ratio), "latest", or a version number.',
+        "description": '"deploy" (a published version, chosen by A/B ratio), "latest", a version number, or a '
+        'label such as "staging" ("production" is what "deploy" serves).',
     }
 )
 class VersionSpecField(serializers.Field):
-    """ "deploy", "latest" or a version number (as the Python API's ``version``: 2 or "2")."""
+    """ "deploy", "latest", a version number (as the Python API's ``version``: 2 or "2") or a label name."""
 
-    default_error_messages = {"invalid": 'Expected "deploy", "latest" or a version number (1, 2, ...).'}
+    default_error_messages = {
+        "invalid": 'Expected "deploy", "latest", a version number (1, 2, ...) or a label name such as "staging".'
+    }
 
     def to_internal_value(self, data: Any) -> str | int:
-        if isinstance(data, str) and data in ("deploy", "latest"):
+        if isinstance(data, str) and (data in ("deploy", "latest") or validation.is_label_name(data)):
             return data
         if isinstance(data, int) and not isinstance(data, bool) and 1 <= data <= MAX_DB_INT:
             return data
@@ -124,6 +128,13 @@ class SessionCreateSerializer(InputSerializer):
         required=False,
         help_text="Choose the session's uuid (as ChatModel(name, session_uuid) does); "
         "if that session exists and is yours, it is returned with 200.",
+    )
+    variables = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text='Values of the version\'s prompt variables, e.g. {"customer_name": "Ada"}: text only; every '
+        "required variable must be given, and a name the version does not declare is refused (400). Set once: "
+        "given again for an existing session, they must be the values it has.",
     )
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +215,24 @@ class SessionListQuerySerializer(InputSerializer):
     chat_model = serializers.CharField(required=False, help_text="Only sessions of this chat model.")
     limit = QueryIntegerField(required=False, min_value=1, help_text="Page size (CHATMODEL_API_PAGE_SIZE).")
     cursor = serializers.CharField(required=False, help_text="From a previous page's next or previous link.")
+    archived = serializers.ChoiceField(
+        choices=list(validation.conversations.ARCHIVED_FILTERS),
+        required=False,
+        default="false",
+        help_text='"false" (the default): active sessions; "true": archived ones; "all": both.',
+    )
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=validation.MAX_SEARCH_CHARS,
+        help_text="Search the titles and messages (full-text on PostgreSQL, a substring match elsewhere).",
+    )
+
+    def validate_q(self, value: str) -> str:
+        try:
+            return validation.search_clean(value)
+        except ChatModelError as exc:
+            raise field_error(exc) from None
 
     def validate_limit(self, value: int) -> int:
         if value > conf.API_MAX_PAGE_SIZE:
@@ -390,12 +419,32 @@ class SessionSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number")
     version_uuid = serializers.UUIDField(source="version.uuid")
     metadata = serializers.DictField()
+    variables = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        help_text="The values of the version's prompt variables, set when the session was created (with defaults).",
+    )
     active_run_uuid = serializers.SerializerMethodField()
 
     class Meta:
         model = Session
         fields = ["uuid", "chat_model", "version", "version_uuid", "metadata", "active_run_uuid", "created_at"]
         fields += ["updated_at"]
+        # Prompt variables (docs/prompts.md): the values the session's system prompt is rendered with.
+        fields += ["variables"]
+        # Named conversations (api/conversations.py).
+        fields += ["title", "title_source", "archived", "archived_at", "last_activity_at"]
+
+    archived = serializers.SerializerMethodField(help_text="Archived sessions leave the default list.")
+    title_source = serializers.SerializerMethodField(
+        help_text='"user" (set by you; never replaced), "auto" (generated after the first exchange) or "".'
+    )
+
+    def get_archived(self, obj: Session) -> bool:
+        return obj.archived_at is not None
+
+    @extend_schema_field({"type": "string", "enum": ["user", "auto", ""]})
+    def get_title_source(self, obj: Session) -> str:
+        return obj.title_source if obj.title_source != "pending" else ""
 
     @extend_schema_field({"type": ["string", "null"], "format": "uuid"})
     def get_active_run_uuid(self, obj: Session) -> str | None:
@@ -409,6 +458,11 @@ class SessionPageSerializer(serializers.Serializer):
     results = SessionSerializer(many=True)
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
+
+
+class AlternativesSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=0, help_text="Which alternative the path shows, from 0.")
+    count = serializers.IntegerField(min_value=2)
 
 
 class MessageSerializer(serializers.Serializer):
@@ -426,6 +480,17 @@ class MessageSerializer(serializers.Serializer):
     token_count = serializers.IntegerField(allow_null=True)
     metadata = serializers.DictField()
     created_at = serializers.DateTimeField(allow_null=True)
+    alternatives = AlternativesSerializer(
+        required=False,
+        allow_null=True,
+        help_text='Where the message has alternatives (regenerated or edited): {"index": i, "count": n}, a UI '
+        'draws "‹ i+1/n ›". Null where it has none. In pages and paths, not in run events.',
+    )
+    feedback = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text='Pages of messages only: your feedback on a reply, {"rating": "up"|"down", "comment", "updated_at"}.',
+    )
 
 
 class MessagesAddedSerializer(serializers.Serializer):

@@ -51,8 +51,12 @@ def frame(event: dict[str, Any], response: LLMResponse | None = None) -> bytes:
 class RunPump:
     """Runs a streamed run to its end on a thread of its own, keeping the frames for a reader."""
 
-    def __init__(self, chunks: Callable[[], Iterator[LLMStreamResponse]]) -> None:
+    def __init__(
+        self, chunks: Callable[[], Iterator[LLMStreamResponse]], *, render: Callable[..., bytes] | None = None
+    ) -> None:
         self._chunks = chunks
+        # How an event becomes bytes: ``frame`` (this API's SSE), or another protocol's (``chatmodel_app.ai_sdk``).
+        self._render = render or frame
         self._frames: list[bytes] = []
         self._ended = False
         self._cond = threading.Condition()
@@ -85,7 +89,7 @@ class RunPump:
                 if self._first is None:
                     self._first = chunk
                     self._first_ready.set()
-                frames = [frame(e, chunk if chunk.is_final else None) for e in chunk.events or ()]
+                frames = [self._render(e, chunk if chunk.is_final else None) for e in chunk.events or ()]
                 self._push(frames)
                 if chunk.is_final:
                     break
@@ -94,7 +98,7 @@ class RunPump:
             failed = events.RunEvents("", None).make(
                 events.RUN_FAILED, status=None, error="internal_error", error_log="The stream failed on the server."
             )
-            self._push([frame(failed)])
+            self._push([self._render(failed)])
         finally:
             self._first_ready.set()
             with self._cond:
@@ -200,12 +204,19 @@ def _last_event(value: str | None) -> tuple[str, int]:
     return (run_id, int(seq)) if seq.isdigit() and len(seq) < 10 else ("", 0)
 
 
-async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive: float) -> AsyncIterator[bytes]:
+async def follow(
+    session: Any,
+    run: Any,
+    *,
+    last_event_id: str | None,
+    keepalive: float,
+    render: Callable[..., bytes] = frame,
+) -> AsyncIterator[bytes]:
     """The live events of ``run``: its text so far (``run.snapshot``), then each later event, to its end.
 
     ``Last-Event-ID`` (``<run_id>:<seq>``) of a client that reconnects skips what it already has: when it is at or
     past the snapshot, only the events after it are sent. On any worker: a run streaming in another process is
-    asked for its snapshot through the channel layer (``services.live``).
+    asked for its snapshot through the channel layer (``services.live``). ``render`` turns an event into bytes.
     """
     from ..services import live
 
@@ -213,7 +224,7 @@ async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive
     layer = events.channel_layer()
     run_id = str(run.uuid)
     if layer is None:
-        yield frame(live.stored_snapshot(run))
+        yield render(live.stored_snapshot(run))
         return
     channel = await layer.new_channel()
     group = events.group_name(session.uuid)
@@ -237,14 +248,14 @@ async def follow(session: Any, run: Any, *, last_event_id: str | None, keepalive
         if last_run == run_id and last_seq >= floor:
             floor = last_seq
         else:
-            yield frame(snap)
+            yield render(snap)
         pending = list(held)
         while True:
             for event in pending:
                 if event.get("run_id") != run_id:
                     continue
                 if event.get("seq", 0) > floor:
-                    yield frame(event)
+                    yield render(event)
                 if event["type"] in TERMINAL_EVENTS:
                     return  # the run is over, even for a client that said it had it all
             pending = []

@@ -17,11 +17,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import access, selectors, services
+from .. import access, selectors, services, validation
 from ..conf import conf
 from ..exceptions import InvalidParams, SessionOfOtherChatModel
 from ..models import Session
-from ..services import double_texting, live
+from ..services import branches, conversations, double_texting, live
+from ..services.sessions import session_variables_match
 from . import errors, permissions, serializers, sse, throttling
 from .base import (
     CHAT_MODEL_NAME,
@@ -101,13 +102,17 @@ class SessionCreateView(ChatModelAPIView):
         chat_model = _chat_model(name)
         if data.get("uuid") in RESERVED_UUIDS:
             raise _uuid_unusable()
-        session, created = services.session_open(
-            chat_model=chat_model,
-            user=request.user,
-            version=data["version"],
-            metadata=data["metadata"],
-            session_uuid=data.get("uuid"),
-        )
+        try:
+            session, created = services.session_open(
+                chat_model=chat_model,
+                user=request.user,
+                version=data["version"],
+                metadata=data["metadata"],
+                session_uuid=data.get("uuid"),
+                variables=data.get("variables"),
+            )
+        except InvalidParams as exc:
+            raise _variables_error(exc) from None
         if not created and access.session_access(request.user, session) != "write":
             # Someone else's: refused as any unusable uuid is, so a caller cannot tell it exists.
             raise _uuid_unusable()
@@ -117,12 +122,24 @@ class SessionCreateView(ChatModelAPIView):
                 status=status.HTTP_409_CONFLICT,
                 headers={errors.ERROR_CODE_HEADER: "session_exists"},
             )
+        if not created:
+            try:
+                session_variables_match(session=session, variables=data.get("variables"))
+            except InvalidParams as exc:
+                raise _variables_error(exc) from None
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(serializers.SessionSerializer(session).data, status=code)
 
 
 # Not session uuids: the nil and max uuids are what a client sends by mistake (an unset field), never at random.
 RESERVED_UUIDS = frozenset({uuid_module.UUID(int=0), uuid_module.UUID(int=2**128 - 1)})
+
+
+def _variables_error(exc: InvalidParams) -> Exception:
+    """A refused ``variables`` value as a field error of ``variables`` (other refusals as they are)."""
+    if exc.field != "variables":
+        return exc
+    return errors.FieldErrors({"variables": [str(exc)]}, error_code=exc.code)
 
 
 def _uuid_unusable() -> errors.FieldErrors:
@@ -132,7 +149,8 @@ def _uuid_unusable() -> errors.FieldErrors:
 
 
 class SessionPagination(CursorPagination):
-    ordering = "-created_at"
+    # Named conversations: most recently active first (last_activity_at is set as messages are added).
+    ordering = ("-last_activity_at", "-pk")
     page_size_query_param = "limit"
     invalid_cursor_message = "Invalid cursor: use the next or previous link of a page as it was given."
 
@@ -145,8 +163,8 @@ class SessionPagination(CursorPagination):
         try:
             cursor = super().decode_cursor(request)
             if cursor is not None and cursor.position is not None:
-                # The position is a created_at value; anything else would fail in the query, as a 500.
-                Session._meta.get_field("created_at").to_python(cursor.position)
+                # The position is a last_activity_at value; anything else would fail in the query, as a 500.
+                Session._meta.get_field("last_activity_at").to_python(cursor.position)
         except (NotFound, DjangoValidationError, ValueError, OverflowError):
             raise errors.FieldErrors({"cursor": [self.invalid_cursor_message]}, error_code=InvalidParams.code) from None
         return cursor
@@ -155,7 +173,7 @@ class SessionPagination(CursorPagination):
 class SessionListView(ChatModelAPIView):
     @extend_schema(
         operation_id="sessions_list",
-        summary="List your sessions, newest first",
+        summary="List your sessions, most recently active first; archived ones with ?archived=, search with ?q=",
         parameters=[serializers.SessionListQuerySerializer],
         responses={200: serializers.SessionPageSerializer, 400: FIELD_ERRORS, **ERRORS},
     )
@@ -163,7 +181,13 @@ class SessionListView(ChatModelAPIView):
         query = _valid(serializers.SessionListQuerySerializer, _query(request))
         chat_model = selectors.chat_model_get(name=query["chat_model"]) if "chat_model" in query else None
         paginator = SessionPagination()
-        page = paginator.paginate_queryset(services.session_list(user=request.user, chat_model=chat_model), request)
+        sessions = conversations.conversation_list(
+            user=request.user,
+            chat_model=chat_model,
+            archived=validation.archived_filter_clean(query["archived"]),
+            q=query.get("q", ""),
+        )
+        page = paginator.paginate_queryset(sessions, request)
         return paginator.get_paginated_response(serializers.SessionSerializer(page, many=True).data)
 
 
@@ -201,7 +225,9 @@ class MessagesView(ChatModelAPIView):
             cursor = {**{k: v for k, v in query.items() if k in ("after", "before")}, "limit": limit, "order": order}
             cursor["before" if order == "desc" else "after"] = rows[-1].seq
             next_url = request.build_absolute_uri(f"{request.path}?{urlencode(cursor)}")
-        return Response({"results": [selectors.message_json(m) for m in rows], "has_more": has_more, "next": next_url})
+        # Each with "alternatives" ({"index", "count"} where the message has siblings: services/branches.py).
+        results = branches.messages_with_alternatives(session=session, messages=rows)
+        return Response({"results": results, "has_more": has_more, "next": next_url})
 
     @extend_schema(
         operation_id="messages_add",

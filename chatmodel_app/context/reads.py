@@ -6,11 +6,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import connections
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from ..models import Message, Session
+from . import paths
 from .budget import FRAMING, message_tokens
 
 # Light rows (no text) per read. The first read covers the whole window when messages average
@@ -24,16 +24,18 @@ _FULL = ("seq", "role", "content", "name", "tool_call_id", "token_count")
 _JSON = ("tool_calls", "function_call")
 
 
-def _rows(queryset: Any, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows as dicts; the JSON columns read as text and parsed only where set (most rows have none)."""
+def _rows(queryset: Any, columns: tuple[str, ...], path: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows as dicts; the JSON columns read as text and parsed only where set (most rows have none).
+
+    ``path``: the newest rows of a branched session's current path (``paths.newest_first``'s arguments).
+    """
     casts = {f"{name}_json": Cast(name, output_field=TextField()) for name in _JSON}
     query = queryset.annotate(**casts).values_list(*columns, *casts)
     # The ORM writes the SQL; the rows are fetched plainly, because its per-row machinery (converters,
     # iterables) costs more than SQLite's read of them: this is the part of a run that grows with the window.
-    sql, params = query.query.sql_with_params()
-    with connections[query.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        fetched = cursor.fetchall()
+    union = paths.newest_first(queryset.annotate(**casts), columns=(*columns, *casts), **path) if path else None
+    sql, params = union if union is not None else query.query.sql_with_params()
+    fetched = paths.fetch(query.db, sql, list(params))
     names = (*columns, *_JSON)
     rows = [dict(zip(names, values, strict=True)) for values in fetched]
     for row in rows:
@@ -57,13 +59,19 @@ def light_rows(
     if max_messages:
         size = min(size, max_messages + _PAGE_MIN)
     read = tokens = 0
+    branched = paths.segments(*paths.state(session)) is not None
     while True:
-        rows = Message.objects.filter(session_id=session.pk)
-        if before_seq is not None:
-            rows = rows.filter(seq__lt=before_seq)
-        if after_seq is not None:
-            rows = rows.filter(seq__gt=after_seq)
-        page = _rows(rows.order_by("-seq")[:size], _LIGHT)
+        if branched:
+            # The current path of a session with branches: one bounded index range per branch, one query.
+            path = {"session": session, "size": size, "before_seq": before_seq, "after_seq": after_seq}
+            page = _rows(Message.objects.filter(session_id=session.pk), _LIGHT, path)
+        else:
+            rows = Message.objects.filter(session_id=session.pk)
+            if before_seq is not None:
+                rows = rows.filter(seq__lt=before_seq)
+            if after_seq is not None:
+                rows = rows.filter(seq__gt=after_seq)
+            page = _rows(rows.order_by("-seq")[:size], _LIGHT)
         uncounted = [r for r in page if r["token_count"] is None]
         if uncounted:
             _count(session, model, uncounted)
@@ -88,6 +96,9 @@ def _count(session: Session, model: str, rows: list[dict[str, Any]]) -> None:
 
 def full_rows(session: Session, seqs: list[int]) -> dict[int, dict[str, Any]]:
     rows = Message.objects.filter(session_id=session.pk, seq__gte=seqs[0], seq__lte=seqs[-1])
+    path = paths.path_q(session)
+    if path is not None:  # a branched session: only the path's rows in that range (an index range per branch)
+        rows = rows.filter(path)
     wanted = set(seqs)
     return {r["seq"]: r for r in _rows(rows, _FULL) if r["seq"] in wanted}
 

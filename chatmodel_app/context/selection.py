@@ -11,6 +11,7 @@ from ..exceptions import ContextTooLong, InvalidMessages
 from ..llm.messages import RESULT_ROLES
 from ..models import Session, Version
 from .budget import FRAMING, REPLY_PRIMING, context_window, input_budget, reply_reserve, text_tokens, tools_tokens
+from .prompt import system_prompt_for
 from .reads import full_rows, light_rows
 from .summaries import SUMMARY_HEADER, summary_tokens
 
@@ -94,7 +95,8 @@ def context_select(
     (``services.summary_refresh``) writes it, then calls ``set_summary`` and ``drop_oldest``.
     """
     model = version.model
-    system = text_tokens(model, version.system_prompt) + FRAMING if version.system_prompt else 0
+    prompt = system_prompt_for(version, session)  # with the session's variable values, as it is sent
+    system = text_tokens(model, prompt) + FRAMING if prompt else 0
     tool_cost = tools_tokens(model, tools)
     budget = input_budget(version, system_tokens=system, tools_tokens=tool_cost, max_tokens=reply_reserve(params))
     if budget <= 0:

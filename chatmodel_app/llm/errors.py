@@ -27,7 +27,11 @@ class LLMError(Exception):
         return self.message
 
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|(api[_-]?key['\"=:\s]+)[^\s'\",}]+", re.I)
+# A value after "api_key" is taken for a key when it looks like one (8 or more characters, a digit among them), so
+# the words of a message such as "set OPENAI_API_KEY in the environment" stay as they are.
+_SECRET = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+|(api[_-]?key['\"=:\s]+)(?=[^\s'\",}]*\d)[^\s'\",}]{8,}", re.I
+)
 
 
 def scrub(text: str, extra: Sequence[str] = ()) -> str:

@@ -9,6 +9,11 @@
 - ``summaries``: rolling summaries for truncation "summary".
 - ``versions``: the one way to create a version; drafts, copies, publishing with A/B ratios.
 - ``transfer``: export and import of chat models.
+- ``conversations``: titles set by users, archive, delete, and the list by last activity with search.
+- ``titles``: the title made after a session's first exchange (``run_finished``), never failing a run.
+- ``feedback``: thumbs up/down with a comment on replies, from the session's user.
+- ``labels``: named sets of versions (``production`` is what "deploy" serves, plus ``staging``...), moves and
+  one-step rollbacks, each recorded as a publish.
 
 Reads live in ``chatmodel_app.selectors``; input rules in ``chatmodel_app.validation``.
 
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 from ..selectors import chat_model_list, message_page, session_list
 from . import leases
+from .branches import branch_switch, message_edit, regenerate_prepare, session_fork
+from .labels import label_delete, label_move, label_rollback
 from .messages import messages_add
 from .run_context import RunContext
 from .runs import arun, error_response, run, run_cancel, run_fail, run_finish, run_start
@@ -50,14 +57,20 @@ __all__ = [
     "RunContext",
     "arun",
     "arun_stream",
+    "branch_switch",
     "chat_model_list",
     "chat_models_export",
     "chat_models_import",
     "error_response",
     "final_chunk",
+    "label_delete",
+    "label_move",
+    "label_rollback",
     "leases",
+    "message_edit",
     "message_page",
     "messages_add",
+    "regenerate_prepare",
     "run",
     "run_cancel",
     "run_fail",
@@ -65,6 +78,7 @@ __all__ = [
     "run_start",
     "run_stream",
     "session_create",
+    "session_fork",
     "session_get_or_create",
     "session_list",
     "session_open",

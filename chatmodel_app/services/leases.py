@@ -77,7 +77,13 @@ def reserve_seqs(*, session_id: int, n: int) -> bool:
     """
     now = timezone.now()
     return _take_over(
-        session_id, now, next_seq=F("next_seq") + n, active_run_uuid=None, lease_expires_at=None, updated_at=now
+        session_id,
+        now,
+        next_seq=F("next_seq") + n,
+        active_run_uuid=None,
+        lease_expires_at=None,
+        updated_at=now,
+        last_activity_at=now,  # the conversation list's order, in the same UPDATE (named conversations)
     )
 
 
@@ -93,7 +99,8 @@ def release(*, session_id: int, run_uuid: uuid.UUID, failed_seq: int | None = No
     """Free the session if this run still holds it, reserving ``reserve`` seqs for its reply; False if not."""
     fields: dict[str, Any] = {"active_run_uuid": None, "lease_expires_at": None}
     if reserve:
-        fields.update(next_seq=F("next_seq") + reserve, updated_at=timezone.now())
+        now = timezone.now()
+        fields.update(next_seq=F("next_seq") + reserve, updated_at=now, last_activity_at=now)
     else:
         fields["failed_run_seq"] = failed_seq
     return bool(Session.objects.filter(pk=session_id, active_run_uuid=run_uuid).update(**fields))

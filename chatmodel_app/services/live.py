@@ -209,8 +209,11 @@ def _final_of(run_pk: int, session: Any, sent: str) -> LLMStreamResponse:
         prompt, completion = run.prompt_tokens or 0, run.completion_tokens or 0
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     failed = run.status in (Run.Status.FAILED, Run.Status.INCOMPLETE)
+    # The text stored after the last snapshot the caller saw (the run may end between two polls).
+    stored = (message.content or "") if message else (run.partial_content or "")
+    rest = stored[len(sent) :] if stored.startswith(sent) else ""
     return LLMStreamResponse(
-        content="",
+        content=rest,
         is_final=True,
         error=failed,
         error_code=run.error or None if failed else None,

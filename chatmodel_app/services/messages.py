@@ -11,7 +11,7 @@ from django.db import transaction
 
 from .. import context, events
 from ..conf import conf
-from ..context import message_tokens
+from ..context import message_tokens, paths
 from ..exceptions import InvalidMessages, SessionBusy, SessionNotFound
 from ..llm.messages import PYTHON_ROLES, answer_pending_calls, assign_tool_call_ids, pending_calls
 from ..models import Message, Session
@@ -79,7 +79,9 @@ def messages_add(
                     raise _Retry(stored)
             if conf.DEDUPE_RETRIED_MESSAGES and failed_run_seq == first_seq - 1 and first_seq > n:
                 tail = list(
-                    Message.objects.filter(session=session, seq__gte=first_seq - n, seq__lt=first_seq).order_by("seq")
+                    Message.objects.filter(
+                        session=session, seq__gte=first_seq - n, seq__lt=first_seq, branch=session.branch
+                    ).order_by("seq")
                 )
                 if len(tail) == n and all(_same(s, m) for s, m in zip(tail, clean, strict=True)):
                     raise _Retry(tail)
@@ -102,6 +104,7 @@ def messages_add(
                     token_count=m["token_count"],
                     metadata=m.get("metadata") or {},
                     idempotency_key=idempotency_key or "",
+                    branch=session.branch,
                 )
                 for i, m in enumerate(clean)
             ]
@@ -125,7 +128,10 @@ def _allocate(session: Session, n: int) -> tuple[int, int | None]:
             f"Session {session.uuid} is busy: a run is in progress. Wait for its reply (or cancel it) before adding "
             "messages."
         )
-    next_seq, failed_run_seq = Session.objects.filter(pk=session.pk).values_list("next_seq", "failed_run_seq").get()
+    # The branch they join too (services/branches.py): read under the row lock just taken, so no switch slips in.
+    next_seq, failed_run_seq, session.branch, session.branches = (
+        Session.objects.filter(pk=session.pk).values_list("next_seq", "failed_run_seq", "branch", "branches").get()
+    )
     return next_seq - n, failed_run_seq
 
 
@@ -134,6 +140,9 @@ def _recent_for_calls(session: Session, before: int) -> list[Message]:
     out: list[Message] = []
     # Only the fields the call pairing reads: result messages are rarely many, but each row may be large.
     rows = Message.objects.filter(session=session, seq__lt=before).order_by("-seq")
+    path = paths.path_q(session)
+    if path is not None:  # a branched session: the calls of its current path
+        rows = rows.filter(path)
     for row in rows.only("role", "content", "tool_calls", "tool_call_id")[:64]:
         out.append(row)
         if row.role not in ("tool", "function"):

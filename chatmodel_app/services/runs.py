@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from .. import events, llm
 from ..conf import conf
-from ..context import context_select, message_tokens, request_params, summary_message
+from ..context import context_select, message_tokens, paths, request_params, summary_message
+from ..context.prompt import system_prompt_for
 from ..exceptions import ChatModelError, InvalidMessages, SessionBusy
 from ..llm import Completion, LLMError
 from ..llm.messages import to_provider
@@ -79,6 +80,8 @@ def run_start(
     if not leases.take(session_id=session.pk, run_uuid=run.uuid):
         raise SessionBusy(f"Session {session.uuid} is busy: another run is in progress. Try again when it ends.")
     try:
+        # The current path (services/branches.py), read once the session is ours: no switch can change it now.
+        paths.state(session, fresh=True)
         # The one context-window choice (context.py); a summary, when the strategy needs one, is written first.
         selection = context_select(session=session, version=version, tools=merged_tools, params=sent_params)
         if selection.summarise_upto is not None:
@@ -97,7 +100,9 @@ def run_start(
             log = f"{type(exc).__name__}: {exc}"
         _record_unstarted(run, code, log)
         raise
-    messages = [{"role": "system", "content": version.system_prompt}] if version.system_prompt else []
+    # The version's prompt with the session's variable values in it (context/prompt.py: no template engine).
+    system_prompt = system_prompt_for(version, session)
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     if selection.summary:
         messages.append(summary_message(selection.summary))
     messages += [to_provider(m) for m in selection.messages]
@@ -220,7 +225,9 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
             if content is not None or tool_calls:
                 if not leases.release(session_id=run.session_id, run_uuid=run.uuid, reserve=1):
                     raise SessionBusy("the run's lease expired before it finished; its reply was not stored")
-                next_seq, queued = Session.objects.filter(pk=run.session_id).values_list("next_seq", "queued").get()
+                next_seq, queued, branch = (
+                    Session.objects.filter(pk=run.session_id).values_list("next_seq", "queued", "branch").get()
+                )
                 seq = next_seq - 1
                 ctx.queue_waiting = bool(queued)
                 stored = Message.objects.create(
@@ -233,6 +240,7 @@ def run_finish(ctx: RunContext, completion: Completion, *, cancelled: bool = Fal
                     token_count=reply_tokens,
                     metadata={"cancelled": True} if cancelled else {},
                     run=run,
+                    branch=branch,
                 )
             else:
                 leases.release(session_id=run.session_id, run_uuid=run.uuid)
@@ -265,6 +273,10 @@ def run_fail(ctx: RunContext, error: LLMError, *, partial: str = "", incomplete:
     """Record a failed (or incomplete) run and return its error response."""
     status = Run.Status.INCOMPLETE if incomplete else Run.Status.FAILED
     _fail_quietly(ctx.run, error.code, error.message, partial=partial, status=status)
+    if ctx.session.branches:
+        from .branches import after_failed_run  # a regenerate that got no reply gives the old one back
+
+        after_failed_run(session_id=ctx.session.pk)
     # A cut stream's prompt was sent and paid for: record our estimate of it, as for a stopped run.
     sent = {"prompt_tokens": ctx.run.estimated_prompt_tokens} if incomplete else {}
     with contextlib.suppress(DatabaseError):

@@ -11,8 +11,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
 from ..exceptions import ChatModelError, ChatModelNotFound, InvalidParams
-from ..models import ChatModel, Version
-from ..validation import SLUG, VERSION_FIELDS, check_truncation, keys_check, ratios_clean, version_fields_clean
+from ..models import ChatModel, Label, Version
+from ..validation import (
+    PRODUCTION,
+    SLUG,
+    VERSION_FIELDS,
+    check_truncation,
+    keys_check,
+    label_name_clean,
+    placeholders_check,
+    ratios_clean,
+    version_fields_clean,
+)
+from .feedback import feedback_export
+from .labels import label_move
 from .versions import version_in_use, version_update, versions_publish
 
 EXPORT_FORMAT = "chatmodel_app.chat_models/1"
@@ -21,24 +33,34 @@ EXPORT_FORMAT = "chatmodel_app.chat_models/1"
 def chat_models_export(*, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Chat models (all, or those named) with every version, as plain data for YAML or JSON."""
     chat_models = ChatModel.objects.order_by("name").prefetch_related(
-        Prefetch("versions", queryset=Version.objects.select_related("created_by").order_by("number"))
+        Prefetch("versions", queryset=Version.objects.select_related("created_by").order_by("number")),
+        Prefetch("labels", queryset=Label.objects.order_by("name")),
     )
     if names:
         chat_models = chat_models.filter(name__in=names)
         missing = sorted(set(names) - {c.name for c in chat_models})
         if missing:
             raise ChatModelNotFound(f"No chat model is named {', '.join(map(repr, missing))}.")
+    # How users received each version (thumbs up/down, commented replies): read back, never imported.
+    received = feedback_export(chat_model_ids=[c.pk for c in chat_models])
     return {
         "format": EXPORT_FORMAT,
         "chat_models": [
             {
                 "name": chat_model.name,
                 "description": chat_model.description,
-                "versions": [_version_export(v) for v in chat_model.versions.all()],
+                "versions": [_version_export(v) | received.get(v.pk, {}) for v in chat_model.versions.all()],
+                **_labels_export(chat_model),
             }
             for chat_model in chat_models
         ],
     }
+
+
+def _labels_export(chat_model: ChatModel) -> dict[str, Any]:
+    """``{"labels": {"staging": {"3": 1.0}}}``: the labels other than production (that is ``is_published``)."""
+    labels = {label.name: dict(label.ratios) for label in chat_model.labels.all() if label.ratios}
+    return {"labels": labels} if labels else {}
 
 
 def _version_export(version: Version) -> dict[str, Any]:
@@ -73,7 +95,8 @@ class _DryRun(Exception):
 
 
 _IMPORT_VERSION_KEYS = frozenset(
-    {*VERSION_FIELDS, "number", "uuid", "is_published", "ratio", "created_by", "created_at"}
+    # "feedback": how users received the version (exported for reading; an import ignores it).
+    {*VERSION_FIELDS, "number", "uuid", "is_published", "ratio", "created_by", "created_at", "feedback"}
 )
 
 
@@ -83,7 +106,9 @@ def chat_models_import(*, data: Any, user: Any = None, publish: bool = True, dry
     Idempotent: importing the same data twice changes nothing the second time. A version is
     matched by chat model and number; one that has served sessions is never changed (the
     import fails, naming it). With ``publish``, each chat model's published versions and
-    ratios become those of the data (a chat model with none published there is left as it is).
+    ratios become those of the data (a chat model with none published there is left as it is), and so do
+    the sets of the labels the data names (other labels are left as they are). An export from before prompt
+    variables and labels imports as it always did.
     """
     entries = _import_entries(data)
     report = ImportReport()
@@ -112,7 +137,7 @@ def _import_entries(data: Any) -> list[dict[str, Any]]:
         where = f"chat_models[{i}]"
         if not isinstance(raw, Mapping):
             raise InvalidParams(f"{where} must be an object with 'name' and 'versions'.")
-        keys_check(raw, frozenset({"name", "description", "versions"}), where, InvalidParams)
+        keys_check(raw, frozenset({"name", "description", "versions", "labels"}), where, InvalidParams)
         name = raw.get("name")
         if not isinstance(name, str) or not SLUG.match(name) or len(name) > 100:
             raise InvalidParams(f"{where}.name must be a slug (letters, digits, '_' or '-'); got {name!r}.")
@@ -129,7 +154,8 @@ def _import_entries(data: Any) -> list[dict[str, Any]]:
         numbers: set[int] = set()
         for j, item in enumerate(versions):
             clean_versions.append(_import_version(item, f"{where}.versions[{j}] ({name})", numbers))
-        entries.append({"name": name, "description": description, "versions": clean_versions})
+        labels = _import_labels(raw.get("labels"), f"{where}.labels ({name})")
+        entries.append({"name": name, "description": description, "versions": clean_versions, "labels": labels})
     return entries
 
 
@@ -150,6 +176,12 @@ def _import_version(item: Any, where: str, numbers: set[int]) -> dict[str, Any]:
     if "model" not in fields:
         raise InvalidParams(f"{where}.model is required.")
     check_truncation(fields.get("truncation", "auto"), fields.get("truncation_last_messages"))
+    if "variables" in item:
+        # An export from before prompt variables has none: its prompt's {{ ... }} text stays as written.
+        try:
+            placeholders_check(fields.get("system_prompt", ""), fields["variables"])
+        except InvalidParams as exc:
+            raise InvalidParams(f"{where}: {exc}") from None
     version_uuid = None
     if item.get("uuid") is not None:
         try:
@@ -173,6 +205,26 @@ def _import_version(item: Any, where: str, numbers: set[int]) -> dict[str, Any]:
         "ratio": ratio,
         "created_by": created_by,
     }
+
+
+def _import_labels(raw: Any, where: str) -> dict[str, dict[int, float]]:
+    """A chat model's labels in import data: name -> {version number: A/B ratio} (production is is_published)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidParams(f"{where} must be an object of label names and their sets, e.g. {{'staging': {{'2': 1}}}}.")
+    labels = {}
+    for name, ratios in raw.items():
+        try:
+            clean = label_name_clean(name)
+            if clean == PRODUCTION:
+                raise InvalidParams("production is the versions' is_published and ratio, not a label entry.")
+            if not isinstance(ratios, Mapping):
+                raise InvalidParams("its versions must be an object of version numbers and A/B ratios.")
+            labels[clean] = ratios_clean(ratios)
+        except InvalidParams as exc:
+            raise InvalidParams(f"{where}.{name}: {exc}") from None
+    return labels
 
 
 def _import_user(username: str | None, users: dict[str, Any]) -> Any:
@@ -240,3 +292,8 @@ def _import_chat_model(
         if live != wanted:
             versions_publish(chat_model=chat_model, ratios=wanted, user=user)
             report.published.append(f"{name}: " + ", ".join(f"v{n} ({r:g})" for n, r in sorted(wanted.items())))
+    if publish:
+        for label, ratios in sorted(entry.get("labels", {}).items()):
+            if label_move(chat_model=chat_model, label=label, ratios=ratios, user=user):
+                shown = ", ".join(f"v{n} ({r:g})" for n, r in sorted(ratios.items()))
+                report.published.append(f"{name}@{label}: {shown}")

@@ -15,7 +15,14 @@ from django.db import IntegrityError, transaction
 
 from ..exceptions import ChatModelError, InvalidParams
 from ..models import ChatModel, PublishRecord, Session, Version
-from ..validation import VERSION_FIELDS, check_truncation, ratios_clean, version_fields_clean
+from ..validation import (
+    PRODUCTION,
+    VERSION_FIELDS,
+    check_truncation,
+    placeholders_check,
+    ratios_clean,
+    version_fields_clean,
+)
 
 
 def _actor(user: Any) -> Any:
@@ -37,6 +44,7 @@ def version_create(*, chat_model: ChatModel, created_by: Any = None, **fields: A
     if "model" not in clean:
         raise InvalidParams("model is required: a LiteLLM model string such as 'gpt-4o-mini' or 'offline/demo'.")
     check_truncation(clean.get("truncation", Version.Truncation.AUTO), clean.get("truncation_last_messages"))
+    placeholders_check(clean.get("system_prompt", ""), clean.get("variables", []))
     for _attempt in range(5):
         last = Version.objects.filter(chat_model=chat_model).order_by("-number").values_list("number", flat=True)
         try:
@@ -68,6 +76,8 @@ def version_update(*, version: Version, **fields: Any) -> Version:
         for key, value in clean.items():
             setattr(locked, key, value)
         check_truncation(locked.truncation, locked.truncation_last_messages)
+        if "system_prompt" in clean or "variables" in clean:
+            placeholders_check(locked.system_prompt, locked.variables or [])
         if clean:
             locked.save(update_fields=list(clean))
     return locked
@@ -86,11 +96,20 @@ def _lock_chat_model(chat_model_id: int) -> None:
     list(ChatModel.objects.select_for_update().filter(pk=chat_model_id).values_list("pk", flat=True))
 
 
-def versions_publish(*, chat_model: ChatModel, ratios: Mapping[int, float], user: Any = None) -> list[PublishRecord]:
+def _published_set(chat_model_id: int) -> dict[str, float]:
+    """The production label's set as a record stores it: {"<number>": ratio}."""
+    rows = Version.objects.filter(chat_model_id=chat_model_id, is_published=True).values_list("number", "ratio")
+    return {str(number): ratio for number, ratio in rows}
+
+
+def versions_publish(
+    *, chat_model: ChatModel, ratios: Mapping[int, float], user: Any = None, rollback: bool = False
+) -> list[PublishRecord]:
     """Make exactly these versions (number -> A/B ratio) the published ones; record every change.
 
     Versions of the chat model that are published but not named are unpublished. Ratios are
-    weights: {2: 0.8, 3: 0.2} and {2: 80, 3: 20} serve v2 four times as often as v3.
+    weights: {2: 0.8, 3: 0.2} and {2: 80, 3: 20} serve v2 four times as often as v3. This moves the
+    label ``production`` (services/labels.py); each record keeps the set it replaced, for a rollback.
     """
     clean = ratios_clean(ratios)
     actor = _actor(user)
@@ -100,17 +119,19 @@ def versions_publish(*, chat_model: ChatModel, ratios: Mapping[int, float], user
         missing = sorted(set(clean) - set(chosen))
         if missing:
             raise InvalidParams(f"{chat_model.name} has no version {', '.join(f'v{n}' for n in missing)}.")
+        previous = _published_set(chat_model.pk)
+        entry = {"user": actor, "label": PRODUCTION, "previous": previous, "rollback": rollback}
         records = []
         others = list(Version.objects.filter(chat_model=chat_model, is_published=True).exclude(number__in=clean))
         if others:
             Version.objects.filter(pk__in=[v.pk for v in others]).update(is_published=False)
-            records += [PublishRecord(version=v, action=PublishRecord.Action.UNPUBLISH, user=actor) for v in others]
+            records += [PublishRecord(version=v, action=PublishRecord.Action.UNPUBLISH, **entry) for v in others]
         for number, ratio in sorted(clean.items()):
             version = chosen[number]
             if version.is_published and version.ratio == ratio:
                 continue
             Version.objects.filter(pk=version.pk).update(is_published=True, ratio=ratio)
-            records.append(PublishRecord(version=version, action=PublishRecord.Action.PUBLISH, ratio=ratio, user=actor))
+            records.append(PublishRecord(version=version, action=PublishRecord.Action.PUBLISH, ratio=ratio, **entry))
         PublishRecord.objects.bulk_create(records)
     return records
 
@@ -124,6 +145,9 @@ def version_unpublish(*, version: Version, user: Any = None) -> PublishRecord | 
     """Stop serving this version; None when it was not published."""
     with transaction.atomic():
         _lock_chat_model(version.chat_model_id)
+        previous = _published_set(version.chat_model_id)
         if not Version.objects.filter(pk=version.pk, is_published=True).update(is_published=False):
             return None
-        return PublishRecord.objects.create(version=version, action=PublishRecord.Action.UNPUBLISH, user=_actor(user))
+        return PublishRecord.objects.create(
+            version=version, action=PublishRecord.Action.UNPUBLISH, user=_actor(user), previous=previous
+        )

@@ -30,12 +30,15 @@ import httpx
 from ..exceptions import (
     ChatModelError,
     InvalidMessages,
+    InvalidParams,
     RemoteError,
     SessionBusy,
     SessionOfOtherChatModel,
     exception_for_code,
 )
 from ..types import ChatModelConfig, LLMResponse, LLMStreamResponse
+from .branches import HttpBranches
+from .conversations import HttpConversations
 from .sse import SSEReader, as_final, final_error
 
 DEFAULT_READ_TIMEOUT = 120.0
@@ -153,6 +156,9 @@ def _raise_for(response: httpx.Response) -> Any:
     code, message = _detail(body, response)
     if response.status_code == 400 and isinstance(body, dict) and "messages" in body:
         raise InvalidMessages(message)
+    if response.status_code == 400 and isinstance(body, dict) and "variables" in body:
+        # A session's prompt variables refused (docs/prompts.md): the error the in-process door raises.
+        raise InvalidParams(message, field="variables")
     # The server's code names the exception (the one registry); codes of no exception stay RemoteError.
     cls = exception_for_code(code) or (SessionBusy if response.status_code == 409 else RemoteError)
     raise cls(message, code=code)
@@ -222,7 +228,7 @@ class StreamRun:
         return self.reader.cut("the connection closed")
 
 
-class HttpTransport:
+class HttpTransport(HttpConversations, HttpBranches):
     """Talks to a deployment's REST API (``chatmodel_app.urls`` included at ``base_url``)."""
 
     def __init__(
@@ -234,10 +240,12 @@ class HttpTransport:
         base_url: str,
         api_key: str | None,
         timeout: httpx.Timeout | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.session_uuid = session_uuid
         self.version = version
+        self.variables = variables
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
         self.timeout = timeout or timeout_from_env()
@@ -316,9 +324,15 @@ class HttpTransport:
                     raise SessionOfOtherChatModel(
                         f"Session {self.session_uuid} belongs to another chat model ({owner!r})."
                     )
+                if self.variables is not None:
+                    # The server checks values given again for an existing session (200, or 400 when they differ).
+                    again: dict[str, Any] = {"uuid": self.session_uuid, "variables": self.variables}
+                    _raise_for((yield {"method": "POST", "url": self._sessions_path(), "json": again}))
             else:
                 version = self._pinned if self._pinned is not None else self.version
-                create = {"uuid": self.session_uuid, "version": version}
+                create: dict[str, Any] = {"uuid": self.session_uuid, "version": version}
+                if self.variables is not None:
+                    create["variables"] = self.variables
                 # 201 created, 200 already ours; 409 session_exists: ours on another chat model; 400: not usable here.
                 _raise_for((yield {"method": "POST", "url": self._sessions_path(), "json": create}))
         except httpx.HTTPError as exc:

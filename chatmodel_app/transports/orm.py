@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SessionNotFound, SessionOfOtherChatModel
 from ..types import ChatModelConfig, LLMResponse, LLMStreamResponse
+from .branches import OrmBranches
+from .conversations import OrmConversations
 
 if TYPE_CHECKING:
     from ..models import Session, Version
@@ -62,14 +64,18 @@ def _blocking_iter(iterator: Iterator[Any]) -> Iterator[Any]:
         yield item
 
 
-class OrmTransport:
+class OrmTransport(OrmConversations, OrmBranches):
     """Talks to the pipeline in this process, through the ORM."""
 
-    def __init__(self, name: str, session_uuid: str, version: str | int, user: Any = None) -> None:
+    def __init__(
+        self, name: str, session_uuid: str, version: str | int, user: Any = None, variables: Any = None
+    ) -> None:
         self.name = name
         self.session_uuid = session_uuid
         self.version = version
         self.user = user
+        self.variables = variables
+        self._variables_checked = variables is None
         self._session: Session | None = None
         self._version: Version | None = None  # resolved once, so get_config and the first run agree
 
@@ -96,12 +102,22 @@ class OrmTransport:
     def session(self) -> Session:
         """The session row, created (pinned to the version) on first use."""
         from ..services import session_get_or_create
+        from ..services.sessions import session_variables_match
 
-        if self._existing_session() is None:
+        existing = self._existing_session()
+        if existing is None:
             version = self._version if self._version is not None else self.version
             self._session = session_get_or_create(
-                name=self.name, session_uuid=self.session_uuid, version=version, user=self.user
+                name=self.name,
+                session_uuid=self.session_uuid,
+                version=version,
+                user=self.user,
+                variables=self.variables,
             )
+        elif not self._variables_checked:
+            # Values given for a session that already exists must be the ones it was created with.
+            session_variables_match(session=existing, variables=self.variables)
+        self._variables_checked = True
         return self._session  # type: ignore[return-value]
 
     def _session_or_error(self, stream: bool) -> Session | LLMResponse:

@@ -11,10 +11,31 @@ truncation choices).
 
 from __future__ import annotations
 
+from .conversations import (
+    MAX_FEEDBACK_COMMENT_CHARS,
+    MAX_SEARCH_CHARS,
+    MAX_TITLE_CHARS,
+    archived_clean,
+    archived_filter_clean,
+    feedback_comment_clean,
+    feedback_rating_clean,
+    search_clean,
+    title_clean,
+)
+from .labels import LABEL_NAME, PRODUCTION, RESERVED_LABELS, is_label_name, label_name_clean
 from .limits import MAX_JSON_CHARS, MAX_JSON_DEPTH, MAX_TOOLS_CHARS, json_check, json_too_deep, keys_check, text_check
 from .messages import validate_messages
 from .runs import PARAM_RANGES, RUN_OPTIONS, params_refused, run_request_params, validate_run_params
 from .tools import json_schemas_check, normalise_tools, validate_tool, validate_tools
+from .variables import (
+    MAX_VARIABLE_CHARS,
+    MAX_VARIABLES,
+    PLACEHOLDER,
+    placeholders,
+    placeholders_check,
+    session_variables_clean,
+    variables_declarations_clean,
+)
 from .versions import (
     REDACTED,
     SECRET_PARAMS,
@@ -31,6 +52,27 @@ from .versions import (
 )
 
 __all__ = [
+    "LABEL_NAME",
+    "MAX_VARIABLES",
+    "MAX_VARIABLE_CHARS",
+    "PLACEHOLDER",
+    "PRODUCTION",
+    "RESERVED_LABELS",
+    "is_label_name",
+    "label_name_clean",
+    "placeholders",
+    "placeholders_check",
+    "session_variables_clean",
+    "variables_declarations_clean",
+    "MAX_FEEDBACK_COMMENT_CHARS",
+    "MAX_SEARCH_CHARS",
+    "MAX_TITLE_CHARS",
+    "archived_clean",
+    "archived_filter_clean",
+    "feedback_comment_clean",
+    "feedback_rating_clean",
+    "search_clean",
+    "title_clean",
     "MAX_JSON_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_TOOLS_CHARS",

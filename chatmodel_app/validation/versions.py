@@ -13,6 +13,7 @@ from ..models import Version
 from .limits import json_check, text_check
 from .runs import validate_run_params
 from .tools import validate_tools
+from .variables import variables_declarations_clean
 
 # --- versions (admin forms, import, services.versions) --------------------------------------------
 
@@ -29,6 +30,7 @@ VERSION_FIELDS = (
     "context_window",
     "summary_model",
     "fallbacks",
+    "variables",
 )
 _TRUNCATIONS = tuple(Version.Truncation.values)
 # Provider keys come from the server's environment, never from the database (DESIGN.md).
@@ -152,6 +154,8 @@ def version_field_clean(name: str, value: Any) -> Any:
         return value
     if name in ("truncation_last_messages", "context_window"):
         return _positive_int_or_none(name, value)
+    if name == "variables":
+        return variables_declarations_clean(value)
     raise InvalidParams(f"{name} is not a version field (fields: {', '.join(VERSION_FIELDS)}).")
 
 

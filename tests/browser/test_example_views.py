@@ -125,7 +125,9 @@ def test_recent_chats_are_labelled_by_their_first_message_and_empty_ones_are_lef
     empty = client.post("/api/chat-models/simple_assistant/sessions/", {}, content_type="application/json")
     page = client.get("/?chat_model=simple_assistant").content.decode()
     links = re.findall(
-        r'data-testid="session-link" data-uuid="([^"]+)"[^>]*>\s*<span class="label">([^<]*)</span>', page
+        # The label is the chat's title (named conversations), else its first message.
+        r'data-testid="session-link" data-uuid="([^"]+)"[^>]*>\s*<span class="label"[^>]*>([^<]*)</span>',
+        page,
     )
     assert links == [(uuid, "Hello")]
     assert empty.json()["uuid"] not in page

@@ -224,9 +224,81 @@ export class ChatModelSocket {
     return this._request({ type: "cancel" }, "cancel");
   }
 
+  // --- branches (docs/branches.md) ---------------------------------------------------------
+
+  /** Answer the last user message again (the old reply stays as an alternative); resolves as run() does. */
+  regenerate(options = {}) {
+    return this._request({ type: "regenerate", stream: true, ...options }, "run").catch((error) => error.event);
+  }
+
+  /** Replace user message `seq` with `content` on a new branch and answer it; resolves as run() does. */
+  editMessage(seq, content, options = {}) {
+    return this._request({ type: "edit_message", seq, content, stream: true, ...options }, "run").catch(
+      (error) => error.event,
+    );
+  }
+
+  /** Show alternative `index` (from 0) of message `seq`; resolves with the `session.path` event. */
+  switchBranch(seq, index) {
+    return this._request({ type: "switch_branch", seq, index }, "path");
+  }
+
+  /** Ask for the current path; resolves with the `session.path` event (messages, each with `alternatives`). */
+  getPath() {
+    return this._request({ type: "get_path" }, "path");
+  }
+
   /** Resolves with the `pong` event. */
   ping() {
     return this._request({ type: "ping" }, "ping");
+  }
+
+  // --- feedback and named conversations (docs/conversations.md) ------------------------------
+
+  /** Rate the assistant message `seq`: "up" or "down" (null takes it back); resolves with `feedback.updated`. */
+  feedback(seq, rating, comment = "") {
+    return this._request({ type: "feedback", seq, rating, comment }, "feedback");
+  }
+
+  /** Rename and/or (un)archive: `{title, archived}`; resolves with `session.updated`. */
+  updateSession(fields) {
+    return this._request({ type: "update_session", ...fields }, "session");
+  }
+
+  rename(title) {
+    return this.updateSession({ title });
+  }
+
+  archive() {
+    return this.updateSession({ archived: true });
+  }
+
+  unarchive() {
+    return this.updateSession({ archived: false });
+  }
+
+  /** Delete the session (REST `DELETE /api/sessions/<uuid>/`; pass `csrfToken` in the options for cookies). */
+  async deleteSession() {
+    const url = this.messagesUrl.replace(/messages\/$/, "");
+    const headers = { Accept: "application/json" };
+    if (this.options.token) headers.Authorization = `Token ${this.options.token}`;
+    if (this.options.csrfToken) headers["X-CSRFToken"] = this.options.csrfToken;
+    const fetchImpl = this.options.fetch || globalThis.fetch.bind(globalThis);
+    const response = await fetchImpl(url, { method: "DELETE", headers, credentials: "same-origin" });
+    if (response.status !== 204) {
+      const body = await response.json().catch(() => ({}));
+      throw new ChatModelError({ type: "error", code: body.code || `http_${response.status}`, message: body.detail || "" });
+    }
+    this.close();
+  }
+
+  _settleBy(kind, matches, event) {
+    for (const [requestId, request] of this._requests) {
+      if (request.kind === kind && matches(request.frame)) {
+        this._settle(requestId, event);
+        return;
+      }
+    }
   }
 
   _request(frame, kind) {
@@ -302,6 +374,31 @@ export class ChatModelSocket {
         this._merge(event.messages || []);
         this._settleAdd(event);
         this._call("onMessagesAdded", event.messages, event);
+        break;
+      case "session.path":
+        // The current path replaces the messages this client had (another branch may have been shown).
+        this.messages = [...(event.messages || [])];
+        if (event.request_id) this._settle(event.request_id, event);
+        this._call("onMessages", this.messages);
+        this._emit("messages", { messages: this.messages });
+        break;
+      case "session.path_changed":
+        // A regenerate, edit or switch (from any door): fetch the new path; session.path follows.
+        this._send({ type: "get_path" });
+        break;
+      case "feedback.updated": {
+        // Published to every socket (no request_id): settles this client's oldest feedback on that message.
+        const message = this.messages.find((m) => m.seq === event.message_seq);
+        if (message) message.feedback = event.feedback;
+        this._settleBy("feedback", (frame) => frame.seq === event.message_seq, event);
+        this._call("onFeedback", event);
+        break;
+      }
+      case "session.updated":
+        // A rename or (un)archive from any door, or a generated title.
+        this.session = { ...(this.session || {}), ...event };
+        this._settleBy("session", () => true, event);
+        this._call("onSessionUpdated", event);
         break;
       case "pong":
       case "messages.queued": // addMessages(..., {doubleTexting: "enqueue"}) while a run was active

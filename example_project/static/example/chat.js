@@ -175,6 +175,7 @@ function renderMessages(messages) {
   }
   refresh();
   follow(bottom);
+  document.dispatchEvent(new Event("chat:rendered")); // branches.js decorates the messages
 }
 
 function turnFor(runId) {
@@ -352,6 +353,7 @@ function openSocket() {
     },
   });
   state.chat.on("open", () => loadRuns().catch(() => {}));
+  document.dispatchEvent(new CustomEvent("chat:socket", { detail: state.chat })); // branches.js listens
   refresh();
 }
 
