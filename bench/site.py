@@ -132,7 +132,12 @@ def live(db: str = "sqlite") -> Iterator[Live]:
             os.environ.pop(key, None)
         if db == "postgres":
             os.environ["DATABASE_URL"] = common.postgres_server_url()
-        env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "OPENAI_API_KEY": common.FAKE_KEY}
+        # The app's own default delta coalescing (the test workers turn it off; an empty value means the default).
+        env = {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "OPENAI_API_KEY": common.FAKE_KEY,
+            "CHATMODEL_STREAM_COALESCE_MS": os.environ.get("CHATMODEL_STREAM_COALESCE_MS", ""),
+        }
         with (
             tempfile.TemporaryDirectory(prefix="chatmodel-bench-live-") as tmp,
             live_site(Path(tmp), redis_db=0, env=env) as site,

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import connection, connections
 
 from .. import llm
+from ..conf import conf
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -143,6 +148,52 @@ def perform(cmd: Cmd) -> Any:
     return None
 
 
+_db_pool: tuple[int, ThreadPoolExecutor] | None = None
+_db_pool_lock = threading.Lock()
+
+
+def db_threads() -> int:
+    """How many threads run this process's async database steps (``CHATMODEL_DB_THREADS``)."""
+    threads = conf.DB_THREADS
+    if threads is None:
+        threads = 1 if connections["default"].vendor == "sqlite" else 8
+    return max(1, threads)
+
+
+def _db_executor() -> ThreadPoolExecutor | None:
+    """This process's database threads, or None to use the thread Django's ``sync_to_async`` shares."""
+    global _db_pool
+    if db_threads() <= 1:
+        return None
+    with _db_pool_lock:
+        # A forked worker starts its own threads (the parent's do not exist in the child).
+        if _db_pool is None or _db_pool[0] != os.getpid():
+            _db_pool = (os.getpid(), ThreadPoolExecutor(db_threads(), thread_name_prefix="chatmodel-db"))
+        return _db_pool[1]
+
+
+def _in_db_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        # Each thread keeps its connection between steps; one an error may have broken is dropped (a new one,
+        # or one from the pool, is opened on the next query), as Django does at the end of a request.
+        if connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
+
+
+async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the blocking database step ``fn`` from async code.
+
+    On SQLite (one writer at a time) on the thread Django's ``sync_to_async`` shares; elsewhere on one of
+    this process's database threads, so one run's queries do not wait behind every other run's.
+    """
+    executor = _db_executor()
+    if executor is None:
+        return await sync_to_async(fn)(*args, **kwargs)
+    return await sync_to_async(_in_db_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
+
+
 async def aperform(cmd: Cmd) -> Any:
     """Do one step, awaiting it."""
     kind = cmd.kind
@@ -151,14 +202,13 @@ async def aperform(cmd: Cmd) -> Any:
     if kind == "publish":
         return await cmd.target.apublish()
     if kind == "call":
-        # Database steps run on Django's thread for the ORM.
-        return await sync_to_async(cmd.target)(*cmd.args, **cmd.kwargs)
+        return await db(cmd.target, *cmd.args, **cmd.kwargs)
     if kind == "complete":
         return await llm.acomplete(cmd.target)
     if kind == "follow":
         from .double_texting import astart_run, queue_next
 
-        if await sync_to_async(queue_next)(session=cmd.target):
+        if await db(queue_next, session=cmd.target):
             astart_run(session=cmd.target)
         return None
     if kind == "open":
