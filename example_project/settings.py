@@ -127,7 +127,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Runs of the chatmodel REST API, per user (or per IP for anonymous callers).
-    "DEFAULT_THROTTLE_RATES": {"chatmodel_run": "30/minute"},
+    "DEFAULT_THROTTLE_RATES": {"chatmodel_run": os.environ.get("CHATMODEL_RUN_RATE", "30/minute")},
 }
 
 # The offline demo model streams a word every 30 ms so the page shows streaming.

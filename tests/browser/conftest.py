@@ -86,6 +86,9 @@ def live(tmp_path_factory) -> Iterator[Live]:
         "DJANGO_DEBUG": "1",
         "PYTHONPATH": str(ROOT),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        # One user (demo) runs every browser test's chats: more than the example's 30 runs a minute on a fast
+        # machine. The throttle itself is tested on every door elsewhere (tests/test_hardening.py).
+        "CHATMODEL_RUN_RATE": "1000/minute",
     }
     # The embedded defaults whatever the caller's environment: a temp SQLite file, the in-memory layer,
     # and no provider key for the 'misconfigured' model.
