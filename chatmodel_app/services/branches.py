@@ -18,7 +18,6 @@ SessionBusy; ``interrupt``/``rollback`` cancel the active run first.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,9 +31,8 @@ from ..exceptions import InvalidMessages, InvalidParams, MessageNotFound, Sessio
 from ..models import Message, Session
 from ..validation import validate_messages
 from . import leases
-from .double_texting import INTERRUPT_WAIT_SECONDS, Policy, policy_for
+from .double_texting import Policy, interrupt_active, policy_for
 from .messages import messages_add
-from .runs import run_cancel
 
 logger = logging.getLogger("chatmodel_app")
 
@@ -128,12 +126,7 @@ def _free(session: Session, double_texting: Any) -> None:
             f"Session {session.uuid} is busy: a run is in progress. Wait for its reply (or cancel it) before "
             "regenerating, editing or switching branches."
         )
-    run_cancel(session=session, rollback=policy == Policy.ROLLBACK)
-    deadline = time.monotonic() + INTERRUPT_WAIT_SECONDS
-    while leases.holder(session_id=session.pk) is not None:
-        if time.monotonic() > deadline:
-            raise SessionBusy(f"Session {session.uuid}: the active run did not stop in time; try again.")
-        time.sleep(0.05)
+    interrupt_active(session=session, rollback=policy == Policy.ROLLBACK)
 
 
 def _lock(session: Session) -> None:

@@ -50,6 +50,17 @@ INTERRUPT_WAIT_SECONDS = 15.0
 _tasks: set[asyncio.Task[Any]] = set()
 
 
+def interrupt_active(*, session: Session, rollback: bool) -> None:
+    """Cancel the session's active run (its partial reply kept, or discarded for a rollback) and wait until it
+    has let the session go; SessionBusy when it does not within INTERRUPT_WAIT_SECONDS."""
+    run_cancel(session=session, rollback=rollback)
+    deadline = time.monotonic() + INTERRUPT_WAIT_SECONDS
+    while leases.holder(session_id=session.pk) is not None:
+        if time.monotonic() > deadline:
+            raise SessionBusy(f"Session {session.uuid}: the active run did not stop in time; try again.")
+        time.sleep(0.05)
+
+
 def policy_for(version: Version, requested: Any = None) -> str:
     """The policy that applies: the version's, or the one requested if the version allows it."""
     if requested in (None, ""):
@@ -114,12 +125,7 @@ def messages_submit(
         )
         return Submitted(messages=rows, policy=policy, run="start")
     # interrupt / rollback
-    run_cancel(session=session, rollback=policy == Policy.ROLLBACK)
-    deadline = time.monotonic() + INTERRUPT_WAIT_SECONDS
-    while leases.holder(session_id=session.pk) is not None:
-        if time.monotonic() > deadline:
-            raise SessionBusy(f"Session {session.uuid}: the active run did not stop in time; try again.")
-        time.sleep(0.05)
+    interrupt_active(session=session, rollback=policy == Policy.ROLLBACK)
     rows = messages_add(
         session=session, messages=messages, allowed_roles=allowed_roles, idempotency_key=idempotency_key
     )

@@ -21,7 +21,7 @@ from django.db.models import Max
 from ..exceptions import InvalidParams
 from ..models import ChatModel, Label, PublishRecord, Version
 from ..validation import PRODUCTION, label_name_clean, ratios_clean
-from .versions import _actor, _lock_chat_model, versions_publish
+from .versions import _actor, _lock_chat_model, versions_chosen, versions_publish
 
 
 def _stored(ratios: Mapping[int, float]) -> dict[str, float]:
@@ -43,12 +43,7 @@ def label_move(
     actor = _actor(user)
     with transaction.atomic():
         _lock_chat_model(chat_model.pk)
-        chosen = {v.number: v for v in Version.objects.filter(chat_model=chat_model, number__in=clean)}
-        missing = sorted(set(clean) - set(chosen))
-        if missing:
-            raise InvalidParams(
-                f"{chat_model.name} has no version {', '.join(f'v{n}' for n in missing)}.", field="ratios"
-            )
+        chosen = versions_chosen(chat_model=chat_model, numbers=clean)
         row = Label.objects.filter(chat_model=chat_model, name=name).first()
         previous = dict(row.ratios) if row is not None else {}
         entry = {"user": actor, "label": name, "previous": previous, "rollback": rollback}

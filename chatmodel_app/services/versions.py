@@ -8,7 +8,7 @@ unpublish is recorded, and A/B ratios are checked before anything is written.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -102,6 +102,16 @@ def _published_set(chat_model_id: int) -> dict[str, float]:
     return {str(number): ratio for number, ratio in rows}
 
 
+def versions_chosen(*, chat_model: ChatModel, numbers: Iterable[int]) -> dict[int, Version]:
+    """The chat model's versions with these numbers, by number; InvalidParams (on ``ratios``) naming any missing."""
+    wanted = set(numbers)
+    chosen = {v.number: v for v in Version.objects.filter(chat_model=chat_model, number__in=wanted)}
+    missing = sorted(wanted - set(chosen))
+    if missing:
+        raise InvalidParams(f"{chat_model.name} has no version {', '.join(f'v{n}' for n in missing)}.", field="ratios")
+    return chosen
+
+
 def versions_publish(
     *, chat_model: ChatModel, ratios: Mapping[int, float], user: Any = None, rollback: bool = False
 ) -> list[PublishRecord]:
@@ -115,10 +125,7 @@ def versions_publish(
     actor = _actor(user)
     with transaction.atomic():
         _lock_chat_model(chat_model.pk)
-        chosen = {v.number: v for v in Version.objects.filter(chat_model=chat_model, number__in=clean)}
-        missing = sorted(set(clean) - set(chosen))
-        if missing:
-            raise InvalidParams(f"{chat_model.name} has no version {', '.join(f'v{n}' for n in missing)}.")
+        chosen = versions_chosen(chat_model=chat_model, numbers=clean)
         previous = _published_set(chat_model.pk)
         entry = {"user": actor, "label": PRODUCTION, "previous": previous, "rollback": rollback}
         records = []
