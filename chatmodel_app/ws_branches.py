@@ -57,11 +57,23 @@ class BranchFrames:
 
     async def on_get_path(self, content: dict[str, Any], request_id: Any) -> None:
         """Send ``session.path``: the newest messages of the current path, each with ``alternatives``."""
-        from .api.branches import path_json
 
-        body = await database_sync_to_async(path_json)(self.joined, conf.API_PAGE_SIZE)  # type: ignore[attr-defined]
-        await self.send_local(PATH, request_id=request_id, messages=body["messages"], has_more=body["has_more"])  # type: ignore[attr-defined]
+        upto, body = await database_sync_to_async(_path_snapshot)(self.joined)  # type: ignore[attr-defined]
+        await self.send_local(  # type: ignore[attr-defined]
+            PATH, request_id=request_id, messages=body["messages"], has_more=body["has_more"], stored_upto=upto
+        )
 
     async def _run_after(self, content: dict[str, Any], request_id: Any) -> None:
         run = {k: v for k, v in content.items() if k not in _OWN}
         await self.on_run(run, request_id)  # type: ignore[attr-defined]
+
+
+def _path_snapshot(session: Any) -> tuple[int, dict[str, Any]]:
+    """The highest seq stored when the path was read, and the path: a client keeps the messages it has of a
+    higher seq (stored after this read: the path may reach it after newer events did) and drops the rest."""
+    from .api.branches import path_json
+    from .models import Session
+
+    # Read first: a message stored between the two reads has a higher seq, so the client keeps it.
+    next_seq = Session.objects.filter(pk=session.pk).values_list("next_seq", flat=True).get()
+    return next_seq - 1, path_json(session, conf.API_PAGE_SIZE)

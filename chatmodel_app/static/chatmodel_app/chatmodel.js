@@ -376,8 +376,12 @@ export class ChatModelSocket {
         this._call("onMessagesAdded", event.messages, event);
         break;
       case "session.path":
-        // The current path replaces the messages this client had (another branch may have been shown).
-        this.messages = [...(event.messages || [])];
+        // The current path replaces the messages this client had (another branch may have been shown), but
+        // for those stored after the server read it (a reply may have come in while the path was on its way).
+        const path = [...(event.messages || [])];
+        const seqs = new Set(path.map((m) => m.seq));
+        const newer = this.messages.filter((m) => event.stored_upto != null && m.seq > event.stored_upto);
+        this.messages = [...path, ...newer.filter((m) => !seqs.has(m.seq))].sort((a, b) => a.seq - b.seq);
         if (event.request_id) this._settle(event.request_id, event);
         this._call("onMessages", this.messages);
         this._emit("messages", { messages: this.messages });
