@@ -172,6 +172,28 @@ def _db_executor() -> ThreadPoolExecutor | None:
         return _db_pool[1]
 
 
+def db_threads_stop() -> None:
+    """Close each database thread's connection and stop the threads (a test's teardown, or a worker's shutdown)."""
+    global _db_pool
+    with _db_pool_lock:
+        pool, _db_pool = _db_pool, None
+    if pool is None or pool[0] != os.getpid():
+        return
+    executor = pool[1]
+    threads = executor._max_workers
+    # One task per thread, held at a barrier until every thread has one, so each closes its own connection.
+    barrier = threading.Barrier(threads)
+
+    def close_own() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections.close_all()
+
+    for _ in range(threads):
+        executor.submit(close_own)
+    executor.shutdown(wait=True)
+
+
 def _in_db_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return fn(*args, **kwargs)

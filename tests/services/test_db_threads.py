@@ -49,7 +49,10 @@ def test_concurrent_async_runs_do_their_database_steps_on_several_threads(
     async def all_runs():
         return await asyncio.gather(*(chat.arun() for chat in sessions))
 
-    results = async_to_sync(all_runs)()
+    try:
+        results = async_to_sync(all_runs)()
+    finally:
+        steps.db_threads_stop()  # their connections closed, so the test database can be dropped
     assert all(not r.error for r in results), [r.error_log for r in results]
     assert sorted(r.content for r in results) == sorted(f"answer {i}" for i in range(6))
     # Every reply is stored on its own session, and every Run completed.
