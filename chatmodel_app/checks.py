@@ -80,7 +80,10 @@ def check_channel_layer(app_configs=None, **kwargs) -> list:
     """Warn when the in-memory channel layer would be used in production."""
     layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
     backend = layers.get("default", {}).get("BACKEND", "")
-    if not settings.DEBUG and backend == "channels.layers.InMemoryChannelLayer":
+    if not settings.DEBUG and backend in (
+        "channels.layers.InMemoryChannelLayer",
+        "chatmodel_app.layers.InMemoryChannelLayer",
+    ):
         return [
             Warning(
                 "The in-memory channel layer is used with DEBUG=False: websockets on different workers will not "

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(300)
 SETTINGS_ADDITIONS = """
 INSTALLED_APPS += ["channels", "rest_framework", "rest_framework.authtoken", "drf_spectacular", "chatmodel_app"]
 ASGI_APPLICATION = "mysite.asgi.application"
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "chatmodel_app.layers.InMemoryChannelLayer"}}
 """
 
 URLS = """from django.contrib import admin
