@@ -28,7 +28,7 @@ from .models import Session
 from .selectors import session_get
 from .services import double_texting, live
 from .types import LLMResponse
-from .ws_auth import AUTH_FAILED_KEY, token_still_valid
+from .ws_auth import AUTH_FAILED_KEY, login_still_valid
 from .ws_branches import BranchFrames
 
 logger = logging.getLogger("chatmodel_app")
@@ -46,8 +46,8 @@ QUEUED = "messages.queued"
 # The envelope of every frame; the rest of a run frame is the run request, as a REST run's body.
 _FRAME_KEYS = frozenset({"type", "request_id"})
 _REQUEST_ID_MAX = 200
-# Seconds between checks that a token-authenticated socket's token still exists (one query, at the next frame):
-# a deleted token stops its open sockets within this time, as it stops REST calls at once.
+# Seconds between checks that a socket's login still holds (its token, or its browser session; one or two
+# queries, at the next frame): a deleted token or a logout stops its open sockets within this time.
 TOKEN_RECHECK_SECONDS = 5.0
 # Deeper frames are refused before any handler sees them (the fields' own limits are validation.MAX_JSON_DEPTH).
 _FRAME_MAX_DEPTH = 512
@@ -324,10 +324,10 @@ class SessionConsumer(BranchFrames, AsyncJsonWebsocketConsumer):
         await database_sync_to_async(conversations.conversation_update)(session=self.session, **fields)
 
     async def still_authenticated(self) -> bool:
-        """False once the token this socket was opened with is gone (checked every TOKEN_RECHECK_SECONDS)."""
+        """False once the login this socket was opened with has ended (checked every TOKEN_RECHECK_SECONDS)."""
         if time.monotonic() - self.token_checked < TOKEN_RECHECK_SECONDS:
             return True
-        valid = await token_still_valid(self.scope)
+        valid = await login_still_valid(self.scope)
         self.token_checked = time.monotonic()
         return valid
 

@@ -3,8 +3,9 @@
 Browsers cannot set headers on a websocket, so they are known by their session cookie
 (Channels' ``AuthMiddlewareStack``). Other clients send the DRF token they use for the
 REST API on the handshake. A token that is given but wrong never falls back to the
-cookie: the consumer refuses the socket (close code 4401). A socket opened with a token
-stops when the token is deleted (or its user deactivated): ``token_still_valid``.
+cookie: the consumer refuses the socket (close code 4401). An open socket stops when its login
+ends: the token is deleted, the browser session logged out, flushed or expired, the password
+changed, or the user deactivated (``login_still_valid``, which the consumer asks every few seconds).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddlewareStack, get_user
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import WebsocketDenier
@@ -177,13 +178,22 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await self.inner(scope, receive, send)
 
 
-async def token_still_valid(scope: dict[str, Any]) -> bool:
-    """Whether the token a socket was opened with still names its user (True for sockets without a token)."""
+async def login_still_valid(scope: dict[str, Any]) -> bool:
+    """Whether the login a socket was opened with still names its user (True for anonymous sockets).
+
+    A token socket asks for its token again; a cookie socket reads its session afresh from the session
+    store, with Django's own checks (the session exists, its password hash still matches, the user is active).
+    """
+    user = scope.get("user")
     key = scope.get(TOKEN_KEY)
-    if key is None:
+    if key is not None:
+        current = await _token_user(key)
+        return current is not None and user is not None and current.pk == user.pk
+    session = scope.get("session")
+    if user is None or not user.is_authenticated or session is None or not session.session_key:
         return True
-    user = await _token_user(key)
-    return user is not None and user.pk == scope["user"].pk
+    current = await get_user({"session": session.__class__(session_key=session.session_key)})
+    return bool(current.is_authenticated and current.pk == user.pk)
 
 
 def ChatModelAuthMiddlewareStack(inner: Any) -> Any:

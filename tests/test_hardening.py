@@ -7,13 +7,14 @@ import json
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.db import OperationalError
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -327,6 +328,75 @@ async def test_the_token_is_rechecked_at_most_every_few_seconds(chat_model):
     await database_sync_to_async(token.delete)()
     await socket.send_json_to({"type": "ping"})
     assert (await socket.receive_json_from(timeout=10))["type"] == "pong"
+    await socket.disconnect()
+
+
+async def _cookie_socket(user, session):
+    """A browser's socket: logged in with Django's test client, its session cookie on the handshake."""
+    browser = Client()
+    await sync_to_async(browser.force_login)(user)
+    cookie = (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())
+    socket = _socket(session.uuid, headers=[cookie])
+    assert (await socket.connect())[0]
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(timeout=10))["type"] == "pong"
+    return browser, socket
+
+
+async def _closed_at_next_frame(socket, session):
+    await socket.send_json_to({"type": "add_messages", "messages": [{"role": "user", "content": "Still here?"}]})
+    closed = await socket.receive_output(timeout=10)
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHENTICATED}
+    assert not await database_sync_to_async(Message.objects.filter(session=session).exists)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_open_browser_socket_stops_when_its_user_logs_out(chat_model, monkeypatch):
+    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
+    owner = await database_sync_to_async(User.objects.create_user)("owner")
+    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
+    browser, socket = await _cookie_socket(owner, session)
+    await sync_to_async(browser.logout)()
+    await _closed_at_next_frame(socket, session)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_open_browser_socket_stops_when_the_password_changes(chat_model, monkeypatch):
+    """Django ends a user's other sessions when their password changes; their sockets end too."""
+    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
+    owner = await database_sync_to_async(User.objects.create_user)("owner", password="first-Passw0rd")
+    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
+    _browser, socket = await _cookie_socket(owner, session)
+
+    def change_password():
+        owner.set_password("second-Passw0rd")
+        owner.save()
+
+    await database_sync_to_async(change_password)()
+    await _closed_at_next_frame(socket, session)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_open_browser_socket_stops_when_its_user_is_deactivated(chat_model, monkeypatch):
+    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
+    owner = await database_sync_to_async(User.objects.create_user)("owner")
+    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
+    _browser, socket = await _cookie_socket(owner, session)
+    await database_sync_to_async(User.objects.filter(pk=owner.pk).update)(is_active=False)
+    await _closed_at_next_frame(socket, session)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_browser_socket_whose_login_holds_keeps_working_across_rechecks(chat_model, monkeypatch):
+    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
+    owner = await database_sync_to_async(User.objects.create_user)("owner")
+    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
+    _browser, socket = await _cookie_socket(owner, session)
+    await socket.send_json_to({"type": "add_messages", "messages": [{"role": "user", "content": "Hello"}]})
+    assert (await _until(socket, "messages.added", "error"))[-1]["type"] == "messages.added"
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(timeout=10))["type"] == "pong"
+    assert await database_sync_to_async(Message.objects.filter(session=session).count)() == 1
     await socket.disconnect()
 
 
