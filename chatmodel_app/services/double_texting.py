@@ -174,6 +174,35 @@ def _queue_next(session: Session) -> bool:
     return True
 
 
+def queue_adopt(*, session_id: int, now: Any) -> bool:
+    """Store, in order, the batches queued behind a run whose lease expired, and free its session.
+
+    Called by ``leases.reap`` once that run's record is ended. True when there were batches and they are
+    stored; False when there were none, or (logged) when they could not be stored: they then stay queued.
+    """
+    try:
+        with transaction.atomic():
+            row = (
+                Session.objects.select_for_update()
+                .filter(pk=session_id, active_run_uuid__isnull=False, lease_expires_at__lt=now)
+                .first()
+            )
+            if row is None or not row.queued:
+                return False
+            Session.objects.filter(pk=session_id).update(active_run_uuid=None, lease_expires_at=None, queued=[])
+            for batch in row.queued:
+                messages_add(
+                    session=row,
+                    messages=batch["messages"],
+                    allowed_roles=frozenset(batch.get("allowed_roles") or PYTHON_ROLES),
+                    idempotency_key=batch.get("idempotency_key"),
+                )
+    except Exception:
+        logger.exception("chatmodel: could not store the batches queued behind an expired run (session %s)", session_id)
+        return False
+    return True
+
+
 def start_run(*, session: Session) -> None:
     """Start a streamed run of the session on a thread of its own; its events reach the session's clients."""
     threading.Thread(target=_drive_sync, args=(session,), name="chatmodel-run", daemon=True).start()

@@ -2,8 +2,9 @@
 
 A run takes the session's lease (``active_run_uuid`` + ``lease_expires_at``), renews it while it
 works, and releases it when it stores its outcome. A lease that outlives its worker (a killed or
-stalled process) expires; whoever next takes the session, or adds messages to it, ends that run's
-record as ``lease_expired``. Each step is one conditional UPDATE, so two processes never both win.
+stalled process) expires; whoever next takes the session, adds messages to it or rejoins it ends
+that run's record as ``lease_expired`` and stores the messages it left queued (``reap``). Each step
+is one conditional UPDATE, so two processes never both win.
 
 Renewal, the cross-process cancel check and the snapshot of each stream's text so far are
 batched per worker process (``Keeper``): at most one UPDATE, one SELECT and one UPDATE per beat
@@ -54,11 +55,25 @@ def expire(*, session_id: int, now: datetime) -> int:
     )
 
 
+def reap(*, session_id: int, now: datetime | None = None) -> None:
+    """End an expired holder's record and store the batches its session queued behind it (double-texting).
+
+    Those batches were accepted while the run was alive; its worker died before it could store them,
+    so they go in now, in order, before whatever the caller came to add. Never raises for the queue:
+    if it cannot be stored, it stays on the session for the next run's end (``queue_next``).
+    """
+    now = now or timezone.now()
+    expire(session_id=session_id, now=now)
+    from .double_texting import queue_adopt  # double_texting builds on messages, which builds on this module
+
+    queue_adopt(session_id=session_id, now=now)
+
+
 def _take_over(session_id: int, now: datetime, **fields: Any) -> bool:
     """One conditional UPDATE on a free session; only when that fails, end an expired holder and try again."""
     if Session.objects.filter(pk=session_id, active_run_uuid__isnull=True).update(**fields):
         return True  # the common case: nobody held it, one query
-    expire(session_id=session_id, now=now)
+    reap(session_id=session_id, now=now)
     return bool(Session.objects.filter(_free(now), pk=session_id).update(**fields))
 
 
@@ -107,8 +122,13 @@ def release(*, session_id: int, run_uuid: uuid.UUID, failed_seq: int | None = No
 
 
 def holder(*, session_id: int) -> uuid.UUID | None:
-    """The run that holds the session's lease, expired or not."""
-    return Session.objects.filter(pk=session_id).values_list("active_run_uuid", flat=True).first()
+    """The run that holds the session's lease; None when none does, or when its lease expired (its worker died
+    or stalled: the session is free for whoever comes next, see ``reap``)."""
+    return (
+        Session.objects.filter(pk=session_id, lease_expires_at__gte=timezone.now())
+        .values_list("active_run_uuid", flat=True)
+        .first()
+    )
 
 
 def cancel_requested(*, run_uuids: Any) -> dict[str, bool]:

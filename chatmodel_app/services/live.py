@@ -21,8 +21,10 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
 from .. import events
-from ..models import Run
+from ..models import Run, Session
 from ..types import LLMStreamResponse
 from . import leases
 
@@ -94,11 +96,19 @@ def run_with_session(*, run_id: str) -> Run | None:
 
 
 def active_run(*, session_id: int) -> Run | None:
-    """The session's run in progress, if any."""
-    holder = leases.holder(session_id=session_id)
-    if holder is None:
+    """The session's run in progress, if any.
+
+    A run whose lease expired (its worker died) is not: it is ended here as ``lease_expired``, with the text it
+    had streamed by its last beat, and what it left queued is stored, so a rejoin finds the session idle.
+    """
+    row = Session.objects.filter(pk=session_id).values_list("active_run_uuid", "lease_expires_at").first()
+    if row is None or row[0] is None:
         return None
-    return Run.objects.select_related("session").filter(uuid=holder, status=Run.Status.IN_PROGRESS).first()
+    now = timezone.now()
+    if row[1] is not None and row[1] < now:
+        leases.reap(session_id=session_id, now=now)
+        return None
+    return Run.objects.select_related("session").filter(uuid=row[0], status=Run.Status.IN_PROGRESS).first()
 
 
 async def snapshot(run: Run, *, reply_to: str | None = None) -> dict[str, Any] | None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from chatmodel_app.exceptions import InvalidParams, SessionBusy
 from chatmodel_app.models import Message, Run, Session, Version
-from chatmodel_app.services import leases, messages_add, run_stream, session_create
+from chatmodel_app.services import leases, live, messages_add, run_stream, session_create
 from chatmodel_app.services.double_texting import messages_submit, policy_for, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,3 +131,62 @@ def test_rollback_discards_the_partial_reply_but_the_run_keeps_it(session):
     first = Run.objects.filter(session=session).order_by("created_at").first()
     assert first.status == Run.Status.CANCELLED and first.partial_content
     assert not Message.objects.filter(run=first).exists()
+
+
+# --- a queue left behind by a worker that died ---------------------------------------------------------------
+
+
+def _dead_run_with_a_queued_batch(session: Session) -> uuid.UUID:
+    """A run whose worker died mid-run: it holds an expired lease, with a batch enqueued behind it."""
+    dead = uuid.uuid4()
+    Run.objects.create(uuid=dead, session=session, version=session.version, model="offline/demo")
+    assert leases.take(session_id=session.pk, run_uuid=dead)
+    queued = messages_submit(
+        session=session, messages=[{"role": "user", "content": "Queued"}], double_texting="enqueue"
+    )
+    assert queued.run == "queued"
+    Session.objects.filter(pk=session.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    return dead
+
+
+def _ended_as_lease_expired(session: Session, dead: uuid.UUID) -> None:
+    assert Run.objects.get(uuid=dead).error == "lease_expired"
+    row = Session.objects.get(pk=session.pk)
+    assert row.queued == []
+
+
+def test_new_messages_after_a_dead_run_come_after_what_it_left_queued(session):
+    dead = _dead_run_with_a_queued_batch(session)
+    messages_submit(session=session, messages=[{"role": "user", "content": "Later"}])
+    assert _log(session)[1:] == [("user", "Queued"), ("user", "Later")]
+    _ended_as_lease_expired(session, dead)
+
+
+def test_a_run_after_a_dead_run_answers_what_it_left_queued(session):
+    dead = _dead_run_with_a_queued_batch(session)
+    chunks = list(run_stream(session=session))
+    assert chunks[-1].finish_reason == "stop"
+    assert [role for role, _ in _log(session)] == ["user", "user", "assistant"]
+    assert _log(session)[1] == ("user", "Queued")
+    run = Run.objects.exclude(uuid=dead).get(session=session)
+    assert run.status == Run.Status.COMPLETED and run.message_count == 2
+    _ended_as_lease_expired(session, dead)
+
+
+def test_a_rejoin_finds_a_dead_run_ended_and_its_queue_stored(session):
+    dead = _dead_run_with_a_queued_batch(session)
+    assert live.active_run(session_id=session.pk) is None
+    assert _log(session)[1:] == [("user", "Queued")]
+    _ended_as_lease_expired(session, dead)
+    assert Session.objects.get(pk=session.pk).active_run_uuid is None
+
+
+def test_an_interrupt_does_not_wait_for_a_dead_run(session):
+    """Its lease expired: the session is free, so the interrupt stores at once instead of timing out busy."""
+    dead = _dead_run_with_a_queued_batch(session)
+    submitted = messages_submit(
+        session=session, messages=[{"role": "user", "content": "Interrupt"}], double_texting="interrupt"
+    )
+    assert submitted.run is None  # nothing was left to interrupt
+    assert _log(session)[1:] == [("user", "Queued"), ("user", "Interrupt")]
+    _ended_as_lease_expired(session, dead)
