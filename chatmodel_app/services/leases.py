@@ -23,6 +23,7 @@ from typing import Any
 from django.db.models import Case, F, IntegerField, Q, TextField, Value, When
 from django.utils import timezone
 
+from .. import events
 from ..conf import conf
 from ..models import Run, Session
 
@@ -63,10 +64,38 @@ def reap(*, session_id: int, now: datetime | None = None) -> None:
     if it cannot be stored, it stays on the session for the next run's end (``queue_next``).
     """
     now = now or timezone.now()
-    expire(session_id=session_id, now=now)
+    stale = (
+        Session.objects.filter(pk=session_id, active_run_uuid__isnull=False, lease_expires_at__lt=now)
+        .values_list("uuid", "active_run_uuid")
+        .first()
+    )
+    if stale is None:
+        return
+    if expire(session_id=session_id, now=now):
+        _announce_expired(str(stale[0]), stale[1])
     from .double_texting import queue_adopt  # double_texting builds on messages, which builds on this module
 
     queue_adopt(session_id=session_id, now=now)
+
+
+def _announce_expired(session_uuid: str, run_uuid: uuid.UUID) -> None:
+    """Tell the session's clients still following the dead run that it ended: ``run.failed``, ``lease_expired``."""
+    if not conf.PUBLISH_EVENTS:
+        return
+    run = Run.objects.filter(uuid=run_uuid).values("error_log", "partial_content", "partial_seq").first()
+    if run is None:
+        return
+    maker = events.RunEvents(session_uuid, str(run_uuid))
+    maker.seq = run["partial_seq"] or 0  # after the last event its worker is known to have sent
+    events.publish(
+        maker.make(
+            events.RUN_FAILED,
+            status=Run.Status.FAILED,
+            error="lease_expired",
+            error_log=run["error_log"],
+            partial_content=run["partial_content"],
+        )
+    )
 
 
 def _take_over(session_id: int, now: datetime, **fields: Any) -> bool:

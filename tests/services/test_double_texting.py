@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from chatmodel_app import events
 from chatmodel_app.exceptions import InvalidParams, SessionBusy
 from chatmodel_app.models import Message, Run, Session, Version
 from chatmodel_app.services import leases, live, messages_add, run_stream, session_create
@@ -173,9 +174,18 @@ def test_a_run_after_a_dead_run_answers_what_it_left_queued(session):
     _ended_as_lease_expired(session, dead)
 
 
-def test_a_rejoin_finds_a_dead_run_ended_and_its_queue_stored(session):
+def test_a_rejoin_finds_a_dead_run_ended_and_its_queue_stored(session, monkeypatch):
     dead = _dead_run_with_a_queued_batch(session)
+    Run.objects.filter(uuid=dead).update(partial_content="Half a rep", partial_seq=7)
+    published: list[dict] = []
+    monkeypatch.setattr(events, "publish", published.append)
     assert live.active_run(session_id=session.pk) is None
+    # Clients still following the dead run (on other workers) learn that it ended, with what it had streamed.
+    failed = [e for e in published if e["type"] == "run.failed"]
+    assert len(failed) == 1
+    assert failed[0]["run_id"] == str(dead) and failed[0]["seq"] == 8
+    assert (failed[0]["error"], failed[0]["partial_content"]) == ("lease_expired", "Half a rep")
+    assert Run.objects.get(uuid=dead).partial_content == "Half a rep"
     assert _log(session)[1:] == [("user", "Queued")]
     _ended_as_lease_expired(session, dead)
     assert Session.objects.get(pk=session.pk).active_run_uuid is None
