@@ -69,7 +69,7 @@ def reap(*, session_id: int, now: datetime | None = None) -> None:
         .values_list("uuid", "active_run_uuid")
         .first()
     )
-    if stale is None:
+    if stale is None or stale[1] is None:
         return
     if expire(session_id=session_id, now=now):
         _announce_expired(str(stale[0]), stale[1])
