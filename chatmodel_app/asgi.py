@@ -10,7 +10,8 @@ class LiveWorker:
 
     On its first connection (HTTP or websocket) it binds the server's event loop for event publishing and starts
     the worker's control channel (``services.live``), so a client rejoining a run of this worker through another
-    worker gets the exact text so far, even before any websocket connected here.
+    worker gets the exact text so far, even before any websocket connected here. It also starts the LiteLLM
+    preload that asgi.py asked for while the system checks were importing it (``runserver``; ``llm.preload``).
     """
 
     def __init__(self, app: Any) -> None:
@@ -21,8 +22,10 @@ class LiveWorker:
         if not self.started and scope.get("type") in ("http", "websocket"):
             self.started = True
             from . import events
+            from .llm.calls import preload_deferred
             from .services import live
 
+            preload_deferred()
             events.bind_loop()
             await live.listen()
         await self.app(scope, receive, send)

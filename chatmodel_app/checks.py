@@ -216,8 +216,11 @@ def check_asgi_routing(app_configs=None, **kwargs) -> list:
     )
     from django.utils.module_loading import import_string
 
+    from .llm.calls import preload_held
+
     try:
-        application = import_string(path)
+        with preload_held():  # a management command's checks must not import litellm (asgi.py's preload)
+            application = import_string(path)
         routed = _websocket_route(application, WEBSOCKET_PATH)
     except Exception as exc:  # a check must not fail: say what could not be checked, and why
         return [

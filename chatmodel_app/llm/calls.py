@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from . import lean, providers
@@ -110,11 +112,45 @@ async def aget_litellm() -> Any:
     return await asyncio.to_thread(get_litellm)
 
 
-def preload() -> threading.Thread:
-    """Import litellm on a background thread now (call it in asgi.py), so no request pays for it."""
+# Set while the system checks import the ASGI module (check W003): a preload asked for then is put off.
+_preload_held = False
+_preload_wanted = False
+
+
+def preload() -> threading.Thread | None:
+    """Import litellm on a background thread now (call it in asgi.py), so no request pays for it.
+
+    While the system checks import the ASGI module to read its routing (``manage.py migrate``, ``check``...),
+    nothing starts: a management command must not import litellm. ``LiveWorker`` starts a preload put off
+    that way at the worker's first connection (``runserver`` runs the checks before it serves).
+    """
+    global _preload_wanted
+    if _preload_held:
+        _preload_wanted = True
+        return None
     thread = threading.Thread(target=get_litellm, name="chatmodel-litellm-preload", daemon=True)
     thread.start()
     return thread
+
+
+def preload_deferred() -> threading.Thread | None:
+    """Start the preload that ``preload()`` put off during the system checks, if any (once)."""
+    global _preload_wanted
+    if not _preload_wanted or is_loaded():
+        return None
+    _preload_wanted = False
+    return preload()
+
+
+@contextlib.contextmanager
+def preload_held() -> Iterator[None]:
+    """Within this block, ``preload()`` only notes that it was asked for (see ``preload``)."""
+    global _preload_held
+    held, _preload_held = _preload_held, True
+    try:
+        yield
+    finally:
+        _preload_held = held
 
 
 def complete(request: dict[str, Any]) -> Completion:
