@@ -194,3 +194,43 @@ def test_a_nul_in_a_chat_model_name_is_refused_before_any_query(make_chat_model,
     created = client.post("/api/chat-models/door%00model/sessions/", {}, format="json")
     assert (created.status_code, created[ERROR_CODE_HEADER]) == (400, "invalid_params")
     assert "NUL" in str(created.json())
+
+
+def test_a_lone_surrogate_quoted_back_in_an_error_is_still_a_400(setup, token):
+    """DRF's "not a valid choice" quotes the bad value: the error must still encode as UTF-8 (U+FFFD for it)."""
+    session = setup
+    body = {"response_format": {"type": "bad \ud800"}}
+    response = rest(token, f"/api/sessions/{session.uuid}/run/", body)
+    assert rest_code(response) == "invalid_params"
+    assert "bad \ufffd" in json.dumps(response.json(), ensure_ascii=False)
+    assert nothing_stored(session)
+
+
+def test_a_bad_double_texting_policy_gets_the_same_code_at_every_door(setup, token):
+    session = setup
+    for policy in ("never", "bad \ud800", 7):
+        frame = {"messages": [{"role": "user", "content": "Hi"}], "double_texting": policy}
+        response = rest(token, f"/api/sessions/{session.uuid}/messages/", frame)
+        assert rest_code(response) == "invalid_params"
+        assert "double_texting" in response.content.decode()
+        assert websocket_code(token, session.uuid, {"type": "add_messages", **frame}) == "invalid_params"
+    assert nothing_stored(session)
+
+
+def test_a_nul_in_the_idempotency_key_is_refused_by_rest_and_python(setup, token):
+    session = setup
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post(
+        f"/api/sessions/{session.uuid}/messages/",
+        {"messages": [{"role": "user", "content": "Hi"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="key\x00one",
+    )
+    assert rest_code(response) == "invalid_messages"
+    with pytest.raises(ChatModelError) as raised:
+        services.messages_add(
+            session=session, messages=[{"role": "user", "content": "Hi"}], idempotency_key="key\x00one"
+        )
+    assert raised.value.code == "invalid_messages"
+    assert nothing_stored(session)

@@ -103,3 +103,16 @@ def test_the_worker_starts_the_preload_put_off_by_the_checks():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_a_process_that_ends_during_the_preload_waits_for_it():
+    """Shutdown must not stop the preload halfway through importing litellm (it can hang on the module locks)."""
+    result = run_python(
+        "import atexit\n"
+        "import django; django.setup()\n"
+        "from chatmodel_app.llm import _litellm, preload\n"
+        "atexit.register(lambda: print('loaded at exit:', _litellm.is_loaded()))\n"
+        "preload()\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded at exit: True"

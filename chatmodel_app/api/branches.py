@@ -29,13 +29,9 @@ from .base import (
 from .views import RunView
 
 SEQ = OpenApiParameter("seq", OpenApiTypes.INT, OpenApiParameter.PATH, description="The message's seq.")
-# Checked by the service (double_texting.policy_for), as for messages/: a plain string here, so the schema
-# does not name a second enum of the same choices.
-_DOUBLE_TEXTING = drf.CharField(
-    required=False,
-    allow_null=True,
-    help_text="While a run is active: reject (409), or interrupt / rollback the active run first if the version "
-    "allows it. enqueue is refused like reject: a regenerate or an edit cannot wait in the queue.",
+_DOUBLE_TEXTING = serializers.double_texting_field(
+    "While a run is active: reject (409), or interrupt / rollback the active run first if the version "
+    "allows it. enqueue is refused like reject: a regenerate or an edit cannot wait in the queue."
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from typing import Any
 
 from django.conf import settings
@@ -82,8 +83,33 @@ def exception_status(exc: ChatModelError) -> int:
     return http_status(exc)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(data: Any) -> Any:
+    """``data`` with every lone surrogate replaced by U+FFFD: an error that quotes a caller's bad text
+    (DRF's "not a valid choice", say) must still encode as UTF-8, or the 400 would become a 500."""
+    if isinstance(data, str):
+        if not _LONE_SURROGATE.search(data):
+            return data
+        text = _LONE_SURROGATE.sub("\ufffd", data)
+        return exceptions.ErrorDetail(text, code=data.code) if isinstance(data, exceptions.ErrorDetail) else text
+    if isinstance(data, dict):
+        return {_encodable(key): _encodable(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_encodable(item) for item in data]
+    return data
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler of the API views: domain errors by the registry, DRF's own as DRF does."""
+    response = _exception_response(exc, context)
+    if response is not None:
+        response.data = _encodable(response.data)
+    return response
+
+
+def _exception_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     code: str | None = None
     if isinstance(exc, RequestDataTooBig):
         # Django itself refuses the body first on some versions (6.x with DRF 3.18 reads request.body).

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import validation
 from ..conf import conf
 from ..exceptions import ChatModelError, InvalidMessages, InvalidParams
-from ..models import ChatModel, Session, Version
+from ..models import ChatModel, Session
 
 # --- input -----------------------------------------------------------------------------------------
 
@@ -169,16 +170,31 @@ class MessageListField(serializers.ListField):
     child = serializers.DictField()
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class DoubleTextingField(serializers.Field):
+    """A request's double-texting policy, passed on as sent: the service checks it (``double_texting.policy_for``),
+    so REST, the websocket and Python refuse the same values with the same code, ``invalid_params``."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def double_texting_field(help_text: str) -> DoubleTextingField:
+    return DoubleTextingField(required=False, allow_null=True, help_text=help_text)
+
+
 class MessagesAddSerializer(InputSerializer):
     """``POST /api/sessions/<uuid>/messages/``."""
 
     error_code = InvalidMessages.code
 
     messages = MessageListField(allow_empty=False)
-    double_texting = serializers.ChoiceField(
-        choices=Version.DoubleTexting.choices,
-        required=False,
-        help_text="What to do if a run is active: the version's policy unless it allows this one.",
+    double_texting = double_texting_field(
+        "What to do if a run is active: reject, enqueue, interrupt or rollback. The version's policy unless "
+        "it allows this one (else invalid_params)."
     )
 
 

@@ -128,7 +128,9 @@ def preload() -> threading.Thread | None:
     if _preload_held:
         _preload_wanted = True
         return None
-    thread = threading.Thread(target=get_litellm, name="chatmodel-litellm-preload", daemon=True)
+    # Not a daemon: a process that ends before the import does waits for it. A daemon thread would be stopped at
+    # interpreter shutdown in the middle of the import, holding module locks that shutdown may need (a hang).
+    thread = threading.Thread(target=get_litellm, name="chatmodel-litellm-preload", daemon=False)
     thread.start()
     return thread
 

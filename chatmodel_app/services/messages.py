@@ -16,7 +16,7 @@ from ..exceptions import InvalidMessages, SessionBusy, SessionNotFound
 from ..llm.messages import PYTHON_ROLES, answer_pending_calls, assign_tool_call_ids, pending_calls
 from ..models import Message, Session
 from ..selectors import message_json
-from ..validation import validate_messages
+from ..validation import text_check, validate_messages
 from . import leases
 
 
@@ -56,6 +56,8 @@ def messages_add(
     """
     if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 128):
         raise InvalidMessages("The Idempotency-Key must be 1 to 128 characters.")
+    if idempotency_key is not None:
+        text_check(idempotency_key, "Idempotency-Key", InvalidMessages)
     if max_messages is _Limit.SETTING:
         max_messages = conf.MAX_MESSAGES_PER_REQUEST
     clean = validate_messages(
