@@ -20,6 +20,7 @@ from chatmodel_app import ChatModel, services
 from chatmodel_app.api.errors import ERROR_CODE_HEADER
 from chatmodel_app.exceptions import ChatModelError
 from chatmodel_app.models import Message, Run
+from chatmodel_app.services import feedback
 from example_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -233,4 +234,40 @@ def test_a_nul_in_the_idempotency_key_is_refused_by_rest_and_python(setup, token
             session=session, messages=[{"role": "user", "content": "Hi"}], idempotency_key="key\x00one"
         )
     assert raised.value.code == "invalid_messages"
+    assert nothing_stored(session)
+
+
+@pytest.mark.parametrize(
+    ("seq", "code"),
+    [(1.5, "invalid_params"), (True, "invalid_params"), ("one", "invalid_params"), (10**30, "message_not_found")],
+)
+def test_a_bad_message_seq_gets_the_same_code_at_every_door(setup, token, seq, code):
+    """Edit, switch and feedback name a message by seq: a float is not silently cut to an integer, and a seq
+    past the database's integers is simply no message (never a database error)."""
+    session = setup
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    # In a URL path, anything but a stored seq's digits names no message (404), as a malformed uuid names no session.
+    base = f"/api/sessions/{session.uuid}/messages/{seq}"
+    for response in (
+        client.post(f"{base}/edit/", {"content": "Hi"}, format="json"),
+        client.post(f"{base}/switch/", {"index": 0}, format="json"),
+        client.put(f"{base}/feedback/", {"rating": "up"}, format="json"),
+    ):
+        assert rest_code(response) == "message_not_found"
+    frames = [
+        {"type": "edit_message", "seq": seq, "content": "Hi"},
+        {"type": "switch_branch", "seq": seq, "index": 0},
+        {"type": "feedback", "seq": seq, "rating": "up"},
+    ]
+    for frame in frames:
+        assert websocket_code(token, session.uuid, frame) == code
+    for call in (
+        lambda: services.message_edit(session=session, seq=seq, content="Hi"),
+        lambda: services.branch_switch(session=session, seq=seq, index=0),
+        lambda: feedback.feedback_set(session=session, seq=seq, rating="up"),
+    ):
+        with pytest.raises(ChatModelError) as raised:
+            call()
+        assert raised.value.code == code
     assert nothing_stored(session)

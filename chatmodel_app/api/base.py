@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from .. import access, selectors, validation
 from ..conf import conf
-from ..exceptions import InvalidParams, SessionNotFound
+from ..exceptions import InvalidParams, MessageNotFound, SessionNotFound
 from ..models import ChatModel, Session
 from . import errors, serializers, sse
 
@@ -98,6 +98,15 @@ def _chat_model(name: str) -> ChatModel:
     """The chat model named in the URL path; a NUL there (``%00``) is refused before any query."""
     validation.text_check(name, "name", InvalidParams)
     return selectors.chat_model_get(name=name)
+
+
+def _path_seq(value: str) -> int:
+    """A message's seq in the URL path: digits only, else no such message (404), as a malformed uuid is no
+    session. (In a JSON body or a frame, a seq that is not an integer is refused: ``message_seq_clean``.)"""
+    seq = validation.message_seq_clean(value) if value.isascii() and value.isdigit() else 0
+    if not seq:
+        raise MessageNotFound(f"No message {value!r}.")
+    return seq
 
 
 def _query(request: Request) -> dict[str, str]:

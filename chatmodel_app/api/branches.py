@@ -22,6 +22,7 @@ from .base import (
     SESSION_UUID,
     ChatModelAPIView,
     EventStreamRenderer,
+    _path_seq,
     _session,
     _valid,
     extend_schema,
@@ -141,7 +142,7 @@ class EditView(_Answering):
         session = _session(request, uuid, write=True)
         data = _split(request, EditSerializer, session.version)
         branches.message_edit(
-            session=session, seq=seq, content=data["content"], double_texting=data.get("double_texting")
+            session=session, seq=_path_seq(seq), content=data["content"], double_texting=data.get("double_texting")
         )
         if not data["run"]:
             return Response(path_json(session), status=status.HTTP_201_CREATED)
@@ -161,7 +162,7 @@ class SwitchView(ChatModelAPIView):
     def post(self, request: Request, uuid: str, seq: str) -> Any:
         session = _session(request, uuid, write=True)
         data = _valid(SwitchSerializer, request.data)
-        branches.branch_switch(session=session, seq=seq, index=data["index"])
+        branches.branch_switch(session=session, seq=_path_seq(seq), index=data["index"])
         return Response(path_json(session))
 
 

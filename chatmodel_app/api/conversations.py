@@ -15,10 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import validation
-from ..exceptions import ChatModelError, InvalidParams, MessageNotFound
+from ..exceptions import ChatModelError, InvalidParams
 from ..services import conversations, feedback
 from . import errors, serializers
-from .base import ERRORS, FIELD_ERRORS, SESSION_UUID, ChatModelAPIView, _session, _valid, extend_schema
+from .base import ERRORS, FIELD_ERRORS, SESSION_UUID, ChatModelAPIView, _path_seq, _session, _valid, extend_schema
 from .views import SessionDetailView
 
 # --- input ---------------------------------------------------------------------------------------------
@@ -145,13 +145,6 @@ class ConversationDetailView(SessionDetailView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _seq(value: str) -> int:
-    """The seq in the URL path: digits only, else no such message (404), as a malformed uuid is no session."""
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= serializers.MAX_DB_INT:
-        raise MessageNotFound(f"No message {value!r}.")
-    return int(value)
-
-
 class FeedbackView(ChatModelAPIView):
     """``/api/sessions/<uuid>/messages/<seq>/feedback/``: the session's user rates an assistant reply."""
 
@@ -163,7 +156,7 @@ class FeedbackView(ChatModelAPIView):
     )
     def get(self, request: Request, uuid: str, seq: str) -> Response:
         session = _session(request, uuid, write=True)
-        number = _seq(seq)
+        number = _path_seq(seq)
         found = _call(feedback.feedback_get, session=session, seq=number)
         return Response({"message_seq": number, "feedback": feedback.feedback_json(found)})
 
@@ -176,7 +169,7 @@ class FeedbackView(ChatModelAPIView):
     )
     def put(self, request: Request, uuid: str, seq: str) -> Response:
         session = _session(request, uuid, write=True)
-        number = _seq(seq)
+        number = _path_seq(seq)
         data = _valid(FeedbackInSerializer, request.data)
         stored = _call(feedback.feedback_set, session=session, seq=number, user=request.user, **data)
         return Response({"message_seq": number, "feedback": feedback.feedback_json(stored)})
@@ -190,7 +183,7 @@ class FeedbackView(ChatModelAPIView):
     )
     def delete(self, request: Request, uuid: str, seq: str) -> Response:
         session = _session(request, uuid, write=True)
-        _call(feedback.feedback_delete, session=session, seq=_seq(seq))
+        _call(feedback.feedback_delete, session=session, seq=_path_seq(seq))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

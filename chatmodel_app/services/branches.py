@@ -29,7 +29,7 @@ from ..conf import conf
 from ..context import paths
 from ..exceptions import InvalidMessages, InvalidParams, MessageNotFound, SessionBusy, SessionNotFound
 from ..models import Message, Session
-from ..validation import validate_messages
+from ..validation import message_seq_clean, validate_messages
 from . import leases
 from .double_texting import Policy, interrupt_active, policy_for
 from .messages import messages_add
@@ -98,11 +98,7 @@ def messages_with_alternatives(*, session: Session, messages: list[Message]) -> 
 
 def _path_message(session: Session, seq: Any) -> Message:
     """The message ``seq`` of the current path, or MessageNotFound."""
-    if isinstance(seq, bool) or not isinstance(seq, int):
-        try:
-            seq = int(seq)
-        except (TypeError, ValueError):
-            raise InvalidParams(f"seq must be a message's seq (an integer); got {seq!r}.") from None
+    seq = message_seq_clean(seq)
     rows = Message.objects.filter(session_id=session.pk, seq=seq)
     path = paths.path_q(session)
     if path is not None:

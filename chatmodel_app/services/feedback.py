@@ -14,7 +14,7 @@ from .. import events
 from ..conf import conf
 from ..exceptions import InvalidParams, MessageNotFound
 from ..models import Feedback, Message, Session
-from ..validation import feedback_comment_clean, feedback_rating_clean
+from ..validation import feedback_comment_clean, feedback_rating_clean, message_seq_clean
 
 # The event every socket on the session gets when feedback is given, changed or taken back.
 FEEDBACK_UPDATED = "feedback.updated"
@@ -22,12 +22,8 @@ FEEDBACK_UPDATED = "feedback.updated"
 
 def _message(session: Session, seq: Any) -> Message:
     """The session's assistant message ``seq``; MessageNotFound, or InvalidParams for another role."""
-    if isinstance(seq, bool) or not isinstance(seq, int):
-        if isinstance(seq, str) and seq.isascii() and seq.isdigit():
-            seq = int(seq)
-        else:
-            raise InvalidParams("seq must be the message's seq (a positive integer).", field="seq")
-    message = Message.objects.filter(session=session, seq=seq).first() if 0 < seq < 2**31 else None
+    seq = message_seq_clean(seq)
+    message = Message.objects.filter(session=session, seq=seq).first() if seq else None
     if message is None:
         raise MessageNotFound(f"Session {session.uuid} has no message {seq}.")
     if message.role != Message.Role.ASSISTANT:

@@ -24,7 +24,7 @@ from .conversations import (
 )
 from .labels import LABEL_NAME, PRODUCTION, RESERVED_LABELS, is_label_name, label_name_clean
 from .limits import MAX_JSON_CHARS, MAX_JSON_DEPTH, MAX_TOOLS_CHARS, json_check, json_too_deep, keys_check, text_check
-from .messages import validate_messages
+from .messages import message_seq_clean, validate_messages
 from .runs import PARAM_RANGES, RUN_OPTIONS, params_refused, run_request_params, validate_run_params
 from .tools import json_schemas_check, normalise_tools, validate_tool, validate_tools
 from .variables import (
@@ -60,6 +60,7 @@ __all__ = [
     "RESERVED_LABELS",
     "is_label_name",
     "label_name_clean",
+    "message_seq_clean",
     "placeholders",
     "placeholders_check",
     "session_variables_clean",

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..exceptions import InvalidMessages
+from ..exceptions import InvalidMessages, InvalidParams
 from ..llm.messages import ALL_ROLES, PYTHON_ROLES, RESULT_ROLES
 from .limits import json_check, keys_check, text_check
 from .tools import _FUNCTION_NAME
@@ -122,3 +122,20 @@ def _validate_tool_calls(tool_calls: Any, where: str, max_chars: int) -> list[di
         text_check(call_id, f"{where}.tool_calls[{j}].id", InvalidMessages)
         out.append({"id": call_id, "type": "function", "function": function})
     return out
+
+
+# Seqs are positive database integers: a larger one names no message (and must not reach the query).
+_MAX_SEQ = 2**31 - 1
+
+
+def message_seq_clean(value: Any) -> int:
+    """A message's ``seq`` as a request names it: an integer, or its digits as a string (a URL path).
+
+    Anything else (a float, a bool, other text) is refused with ``invalid_params``. A seq no message can
+    have (below 1, or past the database's integers) comes back as 0, which the caller finds no message for.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams(f"seq must be a message's seq (a positive integer); got {value!r}.", field="seq")
+    return value if 0 < value <= _MAX_SEQ else 0
