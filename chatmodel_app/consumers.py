@@ -245,6 +245,12 @@ class SessionConsumer(BranchFrames, AsyncJsonWebsocketConsumer):
         While a run is active the version's double-texting policy applies (or ``double_texting``, if it
         allows that one): this socket gets ``messages.queued`` for an enqueue; a run it starts streams to all.
         """
+        request = throttling.SocketRequest(self.scope)
+        session, policy = self.session, content.get("double_texting")
+        wait = await database_sync_to_async(throttling.submit_throttle_wait)(request, session, policy)
+        if wait is not None:  # they would start a run: the run throttle, as for run frames
+            await self.send_throttled(wait, request_id)
+            return
         submitted = await database_sync_to_async(double_texting.messages_submit)(
             session=self.session,
             messages=content.get("messages"),
@@ -261,9 +267,7 @@ class SessionConsumer(BranchFrames, AsyncJsonWebsocketConsumer):
         # The REST run throttle, counted for the same user: one limit whichever door the runs come through.
         wait = await database_sync_to_async(throttling.run_throttle_wait)(throttling.SocketRequest(self.scope))
         if wait is not None:
-            message = throttling.throttled_message(wait)
-            retry_after = round(wait, 3) if wait else None
-            await self.send_error(throttling.THROTTLED_CODE, message, request_id=request_id, retry_after=retry_after)
+            await self.send_throttled(wait, request_id)
             return
         stream = content.get("stream", True)
         if not isinstance(stream, bool):
@@ -283,6 +287,12 @@ class SessionConsumer(BranchFrames, AsyncJsonWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(_runs.discard)
         task.add_done_callback(self.tasks.discard)
+
+    async def send_throttled(self, wait: float, request_id: Any) -> None:
+        """The ``throttled`` error of a run refused by the run throttle (REST's 429), with its ``retry_after``."""
+        message = throttling.throttled_message(wait)
+        retry_after = round(wait, 3) if wait else None
+        await self.send_error(throttling.THROTTLED_CODE, message, request_id=request_id, retry_after=retry_after)
 
     async def on_cancel(self, content: dict[str, Any], request_id: Any) -> None:
         """Ask the session's active run to stop; its ``run.completed`` (status cancelled) follows."""

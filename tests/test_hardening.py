@@ -177,6 +177,68 @@ async def test_websocket_runs_share_the_rest_run_throttle(chat_model, settings):
     await socket.disconnect()
 
 
+@pytest.fixture
+def double_texting_model(make_chat_model):
+    return make_chat_model("simple_assistant", double_texting_allowed=["enqueue", "interrupt", "rollback"])
+
+
+def _hold(session_uuid: str) -> uuid.UUID:
+    """Make a run active on the session (its lease held), as a long model call would."""
+    session = Session.objects.get(uuid=session_uuid)
+    run_uuid = uuid.uuid4()
+    Run.objects.create(uuid=run_uuid, session=session, version=session.version, model="offline/demo")
+    assert leases.take(session_id=session.pk, run_uuid=run_uuid)
+    return run_uuid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_that_would_start_a_run_count_against_the_run_throttle(double_texting_model, settings):
+    """Double-texting (enqueue, interrupt, rollback) starts runs: they are runs to the throttle too."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RUN_RATE_2}
+    alice = _client(User.objects.create_user("alice"))
+    session_uuid = _session_with_message(alice)
+    assert _run(alice, session_uuid).status_code == 200
+    assert _run(alice, session_uuid).status_code == 200  # the limit of two is spent
+    held = _hold(session_uuid)
+    messages = f"/api/sessions/{session_uuid}/messages/"
+    for policy in ("enqueue", "interrupt", "rollback"):
+        body = {"messages": [{"role": "user", "content": "Again"}], "double_texting": policy}
+        refused = alice.post(messages, body, format="json")
+        assert (refused.status_code, refused.json()["code"]) == (429, "throttled"), policy
+    assert Session.objects.get(uuid=session_uuid).queued == []
+    assert Run.objects.get(uuid=held).status == Run.Status.IN_PROGRESS  # not interrupted
+    # reject starts no run: refused as busy, not throttled; with no run active, adding messages is no run.
+    busy = alice.post(messages, {"messages": [{"role": "user", "content": "Again"}]}, format="json")
+    assert busy.status_code == 409
+    Session.objects.filter(uuid=session_uuid).update(active_run_uuid=None, lease_expires_at=None)
+    body = {"messages": [{"role": "user", "content": "Again"}], "double_texting": "interrupt"}
+    assert alice.post(messages, body, format="json").status_code == 201
+    assert Message.objects.filter(session__uuid=session_uuid).count() == 4  # Hello, two replies, Again
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_messages_that_would_start_a_run_count_against_the_run_throttle(double_texting_model, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RUN_RATE_2}
+    alice = await database_sync_to_async(User.objects.create_user)("alice")
+    client = await database_sync_to_async(_client)(alice)
+    session_uuid = await database_sync_to_async(_session_with_message)(client)
+    for _ in range(2):
+        assert (await database_sync_to_async(_run)(client, session_uuid)).status_code == 200
+    await database_sync_to_async(_hold)(session_uuid)
+    token = await database_sync_to_async(lambda: Token.objects.get(user=alice).key)()
+    socket = _socket(session_uuid, token=token)
+    assert (await socket.connect())[0]
+    await _until(socket, "run.snapshot")
+    frame = {"type": "add_messages", "messages": [{"role": "user", "content": "Again"}], "double_texting": "enqueue"}
+    await socket.send_json_to({**frame, "request_id": 7})
+    refused = await socket.receive_json_from(timeout=10)
+    assert (refused["type"], refused["code"], refused["request_id"]) == ("error", "throttled", 7)
+    assert refused["retry_after"] > 0
+    queued = await database_sync_to_async(lambda: Session.objects.get(uuid=session_uuid).queued)()
+    assert queued == []
+    await socket.disconnect()
+
+
 # --- 7. reading others' sessions is a permission, not the staff flag -----------------------------------------
 
 

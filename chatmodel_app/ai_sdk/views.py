@@ -61,14 +61,8 @@ def _stream(content: Any, session: Session) -> StreamingHttpResponse:
     return response
 
 
-class ChatView(ChatModelAPIView):
-    throttle_scope = throttling.RUN_SCOPE
-
-    def check_throttles(self, request: Request) -> None:
-        # One run, counted against the same limit as REST's and the websocket's runs.
-        wait = throttling.run_throttle_wait(request, self)
-        if wait is not None:
-            self.throttled(request, wait or None)  # type: ignore[arg-type]  # DRF's stubs: DRF takes None too
+class ChatView(throttling.RunThrottled, ChatModelAPIView):
+    """One run per request, counted against the same limit as REST's and the websocket's runs."""
 
     @extend_schema(exclude=True)
     def post(self, request: Request, name: str) -> Any:

@@ -92,6 +92,31 @@ def run_throttle_wait(request: Any, view: Any = None) -> float | None:
     return max((w for w in waits if w is not None), default=0.0)
 
 
+def submit_throttle_wait(request: Any, session: Any, requested_policy: Any) -> float | None:
+    """The run throttle for adding messages: counted only when they may start a run, as a double-texting
+    policy other than ``reject`` does while a run is active (enqueue runs them later; interrupt and rollback
+    now). None when the messages may go in, else the seconds to wait (0.0: unknown)."""
+    from ..services import double_texting, leases
+
+    # A policy the version does not allow is refused here, with the error messages_submit would give.
+    policy = double_texting.policy_for(session.version, requested_policy)
+    if policy == double_texting.Policy.REJECT or leases.holder(session_id=session.pk) is None:
+        return None
+    return run_throttle_wait(request)
+
+
+class RunThrottled:
+    """Mixin of the views that start runs (REST, OpenAI-compatible, AI SDK): one run counted against the run
+    throttle, with the same cache keys as the websocket's runs."""
+
+    throttle_scope = RUN_SCOPE
+
+    def check_throttles(self, request: Any) -> None:
+        wait = run_throttle_wait(request, self)
+        if wait is not None:
+            self.throttled(request, wait or None)  # type: ignore[attr-defined]  # the APIView's
+
+
 def throttled_message(wait: float | None) -> str:
     """DRF's wording of a throttled request, so both doors say the same."""
     return str(Throttled(wait=wait or None).detail)

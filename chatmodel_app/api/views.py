@@ -262,6 +262,9 @@ class MessagesView(ChatModelAPIView):
     def post(self, request: Request, uuid: str) -> Response:
         session = _session(request, uuid, write=True)
         data = _valid(serializers.MessagesAddSerializer, request.data)
+        wait = throttling.submit_throttle_wait(request, session, data.get("double_texting"))
+        if wait is not None:  # they would start a run: counted against the run throttle, before anything changes
+            self.throttled(request, wait or None)  # type: ignore[arg-type]  # DRF's stubs: DRF takes None too
         submitted = double_texting.messages_submit(
             session=session,
             messages=data["messages"],
@@ -325,8 +328,7 @@ SSE_EVENT_SCHEMA = {
 }
 
 
-class RunView(ChatModelAPIView):
-    throttle_scope = throttling.RUN_SCOPE
+class RunView(throttling.RunThrottled, ChatModelAPIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
@@ -363,12 +365,6 @@ class RunView(ChatModelAPIView):
         if data["stream"] or isinstance(request.accepted_renderer, EventStreamRenderer):
             return self._stream(request, kwargs)
         return errors.run_response(services.run(**kwargs))
-
-    def check_throttles(self, request: Request) -> None:
-        # The websocket's run frames count through the same check.
-        wait = throttling.run_throttle_wait(request, self)
-        if wait is not None:
-            self.throttled(request, wait or None)  # type: ignore[arg-type]  # DRF's stubs: DRF takes None too
 
     def _stream(self, request: Request, kwargs: dict[str, Any]) -> Any:
         pump = sse.RunPump(lambda: services.run_stream(**kwargs)).start()

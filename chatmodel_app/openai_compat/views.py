@@ -48,15 +48,8 @@ class OpenAIView(ChatModelAPIView):
         return errors.exception_handler
 
 
-class RunningView(OpenAIView):
+class RunningView(throttling.RunThrottled, OpenAIView):
     """A view that starts runs: the run throttle of every door."""
-
-    throttle_scope = throttling.RUN_SCOPE
-
-    def check_throttles(self, request: Request) -> None:
-        wait = throttling.run_throttle_wait(request, self)
-        if wait is not None:
-            self.throttled(request, wait or None)  # type: ignore[arg-type]
 
     @staticmethod
     def stream_response(request: Request, run_kwargs: dict[str, Any], render: Any) -> Any:
