@@ -153,16 +153,22 @@ def test_a_legacy_versions_secret_is_sent_but_never_stored_or_shown(fake_chat_mo
 # --- 3. websocket runs count against the REST run throttle --------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_websocket_runs_share_the_rest_run_throttle(chat_model, settings):
+async def _two_runs_a_minute(settings, *, rest_runs: int) -> tuple[APIClient, str, WebsocketCommunicator]:
+    """alice, with a run throttle of 2/minute, ``rest_runs`` REST runs on her session, and a socket on it."""
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RUN_RATE_2}
     alice = await database_sync_to_async(User.objects.create_user)("alice")
     client = await database_sync_to_async(_client)(alice)
     session_uuid = await database_sync_to_async(_session_with_message)(client)
-    # One run over REST, one over the socket: the limit of two is used up whichever door counted them.
-    assert (await database_sync_to_async(_run)(client, session_uuid)).status_code == 200
+    for _ in range(rest_runs):
+        assert (await database_sync_to_async(_run)(client, session_uuid)).status_code == 200
     token = await database_sync_to_async(lambda: Token.objects.get(user=alice).key)()
-    socket = _socket(session_uuid, token=token)
+    return client, session_uuid, _socket(session_uuid, token=token)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_runs_share_the_rest_run_throttle(chat_model, settings):
+    # One run over REST, one over the socket: the limit of two is used up whichever door counted them.
+    client, session_uuid, socket = await _two_runs_a_minute(settings, rest_runs=1)
     assert (await socket.connect())[0]
     await socket.send_json_to({"type": "run", "request_id": 1})
     assert (await _until(socket, "run.completed", "run.failed"))[-1]["type"] == "run.completed"
@@ -218,15 +224,8 @@ def test_messages_that_would_start_a_run_count_against_the_run_throttle(double_t
 
 @pytest.mark.django_db(transaction=True)
 async def test_websocket_messages_that_would_start_a_run_count_against_the_run_throttle(double_texting_model, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RUN_RATE_2}
-    alice = await database_sync_to_async(User.objects.create_user)("alice")
-    client = await database_sync_to_async(_client)(alice)
-    session_uuid = await database_sync_to_async(_session_with_message)(client)
-    for _ in range(2):
-        assert (await database_sync_to_async(_run)(client, session_uuid)).status_code == 200
+    _, session_uuid, socket = await _two_runs_a_minute(settings, rest_runs=2)
     await database_sync_to_async(_hold)(session_uuid)
-    token = await database_sync_to_async(lambda: Token.objects.get(user=alice).key)()
-    socket = _socket(session_uuid, token=token)
     assert (await socket.connect())[0]
     await _until(socket, "run.snapshot")
     frame = {"type": "add_messages", "messages": [{"role": "user", "content": "Again"}], "double_texting": "enqueue"}
@@ -393,16 +392,20 @@ async def test_the_token_is_rechecked_at_most_every_few_seconds(chat_model):
     await socket.disconnect()
 
 
-async def _cookie_socket(user, session):
-    """A browser's socket: logged in with Django's test client, its session cookie on the handshake."""
+async def _browser_socket(chat_model, monkeypatch):
+    """A browser's socket on its own session, rechecking its login at every frame: logged in with Django's
+    test client (a password set), its session cookie on the handshake."""
+    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
+    owner = await database_sync_to_async(User.objects.create_user)("owner", password="first-Passw0rd")
+    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
     browser = Client()
-    await sync_to_async(browser.force_login)(user)
+    await sync_to_async(browser.force_login)(owner)
     cookie = (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())
     socket = _socket(session.uuid, headers=[cookie])
     assert (await socket.connect())[0]
     await socket.send_json_to({"type": "ping"})
     assert (await socket.receive_json_from(timeout=10))["type"] == "pong"
-    return browser, socket
+    return owner, session, browser, socket
 
 
 async def _closed_at_next_frame(socket, session):
@@ -414,10 +417,7 @@ async def _closed_at_next_frame(socket, session):
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_open_browser_socket_stops_when_its_user_logs_out(chat_model, monkeypatch):
-    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
-    owner = await database_sync_to_async(User.objects.create_user)("owner")
-    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
-    browser, socket = await _cookie_socket(owner, session)
+    _owner, session, browser, socket = await _browser_socket(chat_model, monkeypatch)
     await sync_to_async(browser.logout)()
     await _closed_at_next_frame(socket, session)
 
@@ -425,10 +425,7 @@ async def test_an_open_browser_socket_stops_when_its_user_logs_out(chat_model, m
 @pytest.mark.django_db(transaction=True)
 async def test_an_open_browser_socket_stops_when_the_password_changes(chat_model, monkeypatch):
     """Django ends a user's other sessions when their password changes; their sockets end too."""
-    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
-    owner = await database_sync_to_async(User.objects.create_user)("owner", password="first-Passw0rd")
-    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
-    _browser, socket = await _cookie_socket(owner, session)
+    owner, session, _browser, socket = await _browser_socket(chat_model, monkeypatch)
 
     def change_password():
         owner.set_password("second-Passw0rd")
@@ -440,20 +437,14 @@ async def test_an_open_browser_socket_stops_when_the_password_changes(chat_model
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_open_browser_socket_stops_when_its_user_is_deactivated(chat_model, monkeypatch):
-    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
-    owner = await database_sync_to_async(User.objects.create_user)("owner")
-    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
-    _browser, socket = await _cookie_socket(owner, session)
+    owner, session, _browser, socket = await _browser_socket(chat_model, monkeypatch)
     await database_sync_to_async(User.objects.filter(pk=owner.pk).update)(is_active=False)
     await _closed_at_next_frame(socket, session)
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_browser_socket_whose_login_holds_keeps_working_across_rechecks(chat_model, monkeypatch):
-    monkeypatch.setattr(consumers, "TOKEN_RECHECK_SECONDS", 0.0)
-    owner = await database_sync_to_async(User.objects.create_user)("owner")
-    session = await database_sync_to_async(services.session_create)(chat_model=chat_model, user=owner)
-    _browser, socket = await _cookie_socket(owner, session)
+    _owner, session, _browser, socket = await _browser_socket(chat_model, monkeypatch)
     await socket.send_json_to({"type": "add_messages", "messages": [{"role": "user", "content": "Hello"}]})
     assert (await _until(socket, "messages.added", "error"))[-1]["type"] == "messages.added"
     await socket.send_json_to({"type": "ping"})

@@ -58,45 +58,32 @@ def test_first_model_call_imports_litellm_offline_and_quietly(tmp_path):
     assert "cost map" not in result.stderr.lower()
 
 
-def test_management_commands_checks_do_not_import_litellm():
-    """Check W003 imports asgi.py, whose preload must not start for ``migrate``, ``check`` and the like."""
-    result = run_python(
-        "import sys, threading\n"
-        "from django.core.management import call_command\n"
-        "import django; django.setup()\n"
-        "call_command('check')\n"
-        "assert 'example_project.asgi' in sys.modules, 'W003 did not import the ASGI module'\n"
-        "names = [t.name for t in threading.enumerate()]\n"
-        "assert 'chatmodel-litellm-preload' not in names, names\n"
-        "assert 'litellm' not in sys.modules, 'manage.py check imported litellm'\n"
-        "print('ok')\n"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("ok")
-
-
-def test_the_worker_starts_the_preload_put_off_by_the_checks():
-    """``runserver`` runs the checks, then serves: its first connection starts the preload asgi.py asked for."""
+def test_the_checks_hold_the_preload_and_the_workers_first_connection_starts_it():
+    """Check W003 imports asgi.py, whose preload must not start for ``migrate``, ``check`` and the like; ``runserver``
+    runs the checks, then serves, and its first connection starts the preload asgi.py asked for."""
     result = run_python(
         "import asyncio, sys, threading\n"
         "import django; django.setup()\n"
         "from django.core.management import call_command\n"
         "call_command('check')\n"
+        "assert 'example_project.asgi' in sys.modules, 'W003 did not import the ASGI module'\n"
+        "def preloads():\n"
+        "    return [t for t in threading.enumerate() if t.name == 'chatmodel-litellm-preload']\n"
+        "assert not preloads() and 'litellm' not in sys.modules, 'manage.py check imported litellm'\n"
         "from example_project.asgi import application\n"
         "requests = [{'type': 'http.request', 'body': b'', 'more_body': False}]\n"
         "async def receive():\n"
         "    if requests:\n"
         "        return requests.pop()\n"
         "    await asyncio.Event().wait()  # the client stays connected until the response is sent\n"
-        "sent = []\n"
         "async def send(message):\n"
-        "    sent.append(message)\n"
+        "    pass\n"
         "scope = {'type': 'http', 'method': 'GET', 'path': '/favicon.ico', 'headers': [(b'host', b'127.0.0.1')],\n"
         "         'query_string': b'', 'scheme': 'http', 'server': ('127.0.0.1', 80), 'asgi': {'version': '3.0'}}\n"
         "asyncio.run(application(scope, receive, send))\n"
-        "preload = [t for t in threading.enumerate() if t.name == 'chatmodel-litellm-preload']\n"
-        "assert preload or 'litellm' in sys.modules, 'no preload after the first request'\n"
-        "for thread in preload:\n"
+        "started = preloads()\n"
+        "assert started or 'litellm' in sys.modules, 'no preload after the first request'\n"
+        "for thread in started:\n"
         "    thread.join(120)\n"
         "assert 'litellm' in sys.modules\n"
         "print('ok')\n"
